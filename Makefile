@@ -1,0 +1,63 @@
+# Entry points: make test | make demo | make bench | make soak | make docs | make lint
+# Each installs what it needs by itself (virtualenv, Python deps, helm/kubectl, system binaries).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TOOLS_STAMP := .tools/.fetched
+SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools
+
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export AIFACTORY_HELM4 := $(CURDIR)/.tools/helm4/helm
+export AIFACTORY_HELM3 := $(CURDIR)/.tools/helm3/helm
+
+.PHONY: test demo bench soak docs lint venv tools system-deps clean
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing the project with test deps"
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[server,cluster,test,bench]'
+	@touch $@
+
+venv: $(STAMP)
+
+$(TOOLS_STAMP): scripts/fetch_tools.py | $(STAMP)
+	@echo "==> fetching pinned helm v4.3.1, helm v3.17.2 and kubectl v1.37.1 into .tools/"
+	@$(PY) scripts/fetch_tools.py
+	@touch $@
+
+tools: $(TOOLS_STAMP)
+
+system-deps:
+	@echo "==> checking system binaries ($(SYSTEM_DEPS))"
+	@scripts/ensure_system_deps.sh $(SYSTEM_DEPS)
+
+lint: venv
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+test: venv tools system-deps lint
+	@echo "==> pytest"
+	@$(PY) -m pytest
+
+demo: venv tools system-deps
+	@echo "==> demo"
+	@$(PY) scripts/demo.py
+
+bench: venv tools system-deps
+	@echo "==> benchmarks"
+	@$(PY) -m bench
+
+soak: venv tools system-deps
+	@echo "==> soak"
+	@$(PY) -m bench.soak
+
+docs: venv
+	@echo "==> generating docs/values.md from chart/values.schema.json + chart/values.yaml"
+	@$(PY) scripts/gen_values_docs.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

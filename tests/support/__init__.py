@@ -1,0 +1,1 @@
+"""Helpers the tests share: free ports, real redis-server processes, helm binaries."""

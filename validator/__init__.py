@@ -1,0 +1,1 @@
+"""`aifactory-validate`: validate AIFactory chart values before `helm install`."""
