@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS_STAMP := .tools/.fetched
-SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools
+SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium
 
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export AIFACTORY_HELM4 := $(CURDIR)/.tools/helm4/helm
