@@ -1,0 +1,202 @@
+"""The event bus: `broadcast_event`, `send_to_user`, `send_to_org`. Framework-free.
+
+Every send does two things, in this order:
+1. local delivery, synchronous and independent of Redis: the event is JSON-encoded ONCE and the same str is
+   offered to every matching local subscriber (`LocalRegistry.deliver`, never blocks);
+2. one non-blocking publish of that same frame, wrapped in an envelope, to the Redis bridge (if any). A
+   publish that fails is counted and logged by the bridge; it never raises into, or delays, the caller.
+
+Web-layer startup (call once inside the ASGI lifespan, on the serving event loop):
+
+    bus = await start_bus(target, channel)   # target = parse_redis_url(REDIS_URL) or None when unset
+    ...                                      # bus.registry: add/remove Subscribers; bus.metrics: /metrics
+    await bus.aclose()                       # on shutdown
+
+`start_bus` logs exactly one of the spec's startup lines (logger "aifactory.bus", level INFO):
+    Redis pub/sub enabled — replica <uuid> on channel '<channel>'
+    Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only
+and installs the bus, so task/agent code can simply `from aifactory.bus import send_to_user`.
+`bus.state` gives the bridge state for /readyz: disabled | connecting | connected | reconnecting.
+
+Thread safety: the send functions may be called from worker threads (e.g. sync Starlette endpoints); the
+work is then handed to the bus's event loop with `call_soon_threadsafe` (and the call returns 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aifactory.envelope import SCOPES, encode_event
+from aifactory.metrics import Metrics
+from aifactory.registry import LocalRegistry
+
+if TYPE_CHECKING:
+    from aifactory.bridge import RedisBridge
+    from aifactory.redis_url import RedisTarget
+
+__all__ = [
+    "DEFAULT_CHANNEL",
+    "DISABLED_LINE",
+    "REPLICA_ID",
+    "EventBus",
+    "broadcast_event",
+    "get_bus",
+    "install_bus",
+    "send_to_org",
+    "send_to_user",
+    "start_bus",
+]
+
+log = logging.getLogger("aifactory.bus")
+
+REPLICA_ID = str(uuid.uuid4())  # fresh per process: correlates this pod's Redis traffic in logs
+DEFAULT_CHANNEL = "aifactory:events"
+DISABLED_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
+ENABLED_LINE = "Redis pub/sub enabled — replica %s on channel '%s'"
+
+
+class EventBus:
+    """Local delivery plus an optional bridge to the other replicas."""
+
+    def __init__(
+        self,
+        registry: LocalRegistry,
+        bridge: RedisBridge | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.bridge = bridge
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._delivered_local = self.metrics.delivered_local
+        self._delivered_remote = self.metrics.delivered_remote
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def state(self) -> str:
+        return "disabled" if self.bridge is None else self.bridge.state
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Remember the serving loop so calls from other threads are handed over safely."""
+        self._loop = loop or asyncio.get_running_loop()
+
+    def broadcast_event(self, event: dict[str, Any]) -> int:
+        """Send to every client on every replica; returns the number of local clients reached."""
+        return self._emit("broadcast", None, event)
+
+    def send_to_user(self, user_id: str, event: dict[str, Any]) -> int:
+        """Send to every socket of one user, on every replica."""
+        return self._emit("user", _check_id(user_id, "user_id"), event)
+
+    def send_to_org(self, org_id: str, event: dict[str, Any]) -> int:
+        """Send to every socket of one org's members, on every replica."""
+        return self._emit("org", _check_id(org_id, "org_id"), event)
+
+    def _emit(self, scope: str, target: str | None, event: dict[str, Any]) -> int:
+        frame = encode_event(event)  # the one and only encode of this event (raises TypeError if not JSON)
+        loop = self._loop
+        if loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop and not loop.is_closed():
+                loop.call_soon_threadsafe(self._emit_frame, scope, target, frame)
+                return 0
+        return self._emit_frame(scope, target, frame)
+
+    def _emit_frame(self, scope: str, target: str | None, frame: str) -> int:
+        n = self.registry.deliver(scope, target, frame)
+        if n:
+            self._delivered_local.inc(n)
+        if self.bridge is not None:
+            self.bridge.publish(scope, target, frame)
+        return n
+
+    def deliver_remote(self, scope: str, target: str | None, frame: str) -> int:
+        """Called by the bridge for an event fired on another replica: local delivery only."""
+        if scope not in SCOPES:
+            return 0
+        n = self.registry.deliver(scope, target, frame)
+        if n:
+            self._delivered_remote.inc(n)
+        return n
+
+    async def aclose(self) -> None:
+        """Stop the bridge (if any) and forget the loop."""
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if _installed is self:
+            install_bus(None)
+        self._loop = None
+
+
+def _check_id(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+async def start_bus(
+    target: RedisTarget | None,
+    channel: str = DEFAULT_CHANNEL,
+    *,
+    registry: LocalRegistry | None = None,
+    metrics: Metrics | None = None,
+    replica_id: str | None = None,
+    install: bool = True,
+    **bridge_options: Any,
+) -> EventBus:
+    """Build the bus (and bridge when `target` is set), log the startup line, start, and install it.
+
+    Never waits for Redis: an unreachable Redis is not fatal, the bridge keeps retrying in the background.
+    `bridge_options` go to RedisBridge (backoff, probe interval, size limit, queue size) — tests use them.
+    """
+    metrics = metrics if metrics is not None else Metrics()
+    registry = registry if registry is not None else LocalRegistry(metrics)
+    bus = EventBus(registry, metrics=metrics)
+    bus.bind_loop()
+    if target is None:
+        log.info(DISABLED_LINE)
+    else:
+        from aifactory.bridge import RedisBridge  # redis-py is only imported when Redis is on
+
+        rid = replica_id or REPLICA_ID
+        bus.bridge = RedisBridge(target, channel, rid, bus.deliver_remote, metrics=metrics, **bridge_options)
+        log.info(ENABLED_LINE, rid, channel)
+        await bus.bridge.start()
+    if install:
+        install_bus(bus)
+    return bus
+
+
+_installed: EventBus | None = None
+
+
+def install_bus(bus: EventBus | None) -> None:
+    """Make `bus` the target of the module-level send functions (None uninstalls)."""
+    global _installed
+    _installed = bus
+
+
+def get_bus() -> EventBus:
+    if _installed is None:
+        raise RuntimeError("no EventBus installed: the server calls start_bus() at startup")
+    return _installed
+
+
+def broadcast_event(event: dict[str, Any]) -> int:
+    """Send `event` to every client on every replica."""
+    return get_bus().broadcast_event(event)
+
+
+def send_to_user(user_id: str, event: dict[str, Any]) -> int:
+    """Send `event` to every socket of `user_id`, on every replica."""
+    return get_bus().send_to_user(user_id, event)
+
+
+def send_to_org(org_id: str, event: dict[str, Any]) -> int:
+    """Send `event` to every socket of `org_id`'s members, on every replica."""
+    return get_bus().send_to_org(org_id, event)

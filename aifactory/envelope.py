@@ -1,0 +1,136 @@
+"""The versioned JSON envelope every replica publishes on the Redis channel (never pickle).
+
+Wire shape (one JSON object, `event` last so the sender can splice in the frame it already encoded):
+
+    {"v":1,"origin":"<replica uuid4>","seq":<int>,"scope":"broadcast"|"user"|"org","target":<id|null>,
+     "event":{...}}
+
+A self-probe (used to find a connected-but-deaf subscriber) is `{"v":1,"origin":...,"kind":"probe",
+"nonce":<int>}`. The channel may be shared with other software, so `decode` treats input as hostile: anything
+that is not exactly this shape raises `EnvelopeError` with a `reason` for the metrics label:
+"malformed" (not JSON / wrong types), "foreign" (JSON, but not an AIFactory envelope) or "version" (a newer
+envelope version than this replica understands).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SCOPES",
+    "VERSION",
+    "Envelope",
+    "EnvelopeError",
+    "decode",
+    "encode",
+    "encode_event",
+    "encode_probe",
+    "encode_with_frame",
+]
+
+VERSION = 1
+SCOPES = ("broadcast", "user", "org")
+KIND_EVENT = "event"
+KIND_PROBE = "probe"
+_MAX_ID_LEN = 256
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # ensure_ascii: len(str) == len(bytes) on the wire
+
+
+class EnvelopeError(ValueError):
+    """An envelope we must ignore; `reason` is "malformed", "foreign" or "version"."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    origin: str
+    seq: int
+    scope: str
+    target: str | None
+    event: dict[str, Any] | None
+    kind: str = KIND_EVENT
+    nonce: int = 0
+    v: int = VERSION
+
+
+def encode_event(event: dict[str, Any]) -> str:
+    """Encode an event once, compactly; the same str goes to every local socket and into the envelope."""
+    if not isinstance(event, dict):
+        raise TypeError(f"event must be a dict (a JSON object), not {type(event).__name__}")
+    return _dumps(event)
+
+
+def encode_with_frame(origin: str, seq: int, scope: str, target: str | None, frame: str) -> str:
+    """Build the envelope around an already-encoded event frame without re-encoding the event."""
+    target_json = "null" if target is None else _dumps(target)
+    return (
+        f'{{"v":{VERSION},"origin":"{origin}","seq":{seq},"scope":"{scope}","target":{target_json},'
+        f'"event":{frame}}}'
+    )
+
+
+def encode(env: Envelope) -> str:
+    """Encode an Envelope (probe or event)."""
+    if env.kind == KIND_PROBE:
+        return encode_probe(env.origin, env.nonce)
+    return encode_with_frame(env.origin, env.seq, env.scope, env.target, encode_event(env.event or {}))
+
+
+def encode_probe(origin: str, nonce: int) -> str:
+    return f'{{"v":{VERSION},"origin":"{origin}","kind":"{KIND_PROBE}","nonce":{nonce}}}'
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_ID_LEN
+
+
+def decode(data: str | bytes) -> Envelope:
+    """Parse and validate one envelope; raise EnvelopeError (never anything else) when it must be ignored."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, TypeError, RecursionError):
+        raise EnvelopeError("malformed", "not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("foreign", "not a JSON object")
+    if "v" not in obj or "origin" not in obj:
+        raise EnvelopeError("foreign", "missing 'v' or 'origin': not an AIFactory envelope")
+    v = obj["v"]
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise EnvelopeError("malformed", "'v' must be a positive integer")
+    if v > VERSION:
+        raise EnvelopeError("version", f"envelope version {v} is newer than {VERSION}")
+    origin = obj["origin"]
+    if not _is_id(origin):
+        raise EnvelopeError("malformed", "'origin' must be a non-empty string")
+    kind = obj.get("kind", KIND_EVENT)
+    if kind == KIND_PROBE:
+        nonce = obj.get("nonce")
+        if not isinstance(nonce, int) or isinstance(nonce, bool):
+            raise EnvelopeError("malformed", "probe 'nonce' must be an integer")
+        return Envelope(
+            origin=origin, seq=0, scope="broadcast", target=None, event=None, kind=KIND_PROBE, nonce=nonce
+        )
+    if kind != KIND_EVENT:
+        raise EnvelopeError("foreign", "unknown envelope kind")
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise EnvelopeError("malformed", "'seq' must be a non-negative integer")
+    scope = obj.get("scope")
+    if scope not in SCOPES:
+        raise EnvelopeError("malformed", "'scope' must be broadcast, user or org")
+    target = obj.get("target")
+    if scope == "broadcast":
+        if target is not None:
+            raise EnvelopeError("malformed", "'target' must be null for broadcast")
+    elif not _is_id(target):
+        raise EnvelopeError("malformed", f"'target' must be a non-empty string for scope {scope}")
+    event = obj.get("event")
+    if not isinstance(event, dict):
+        raise EnvelopeError("malformed", "'event' must be a JSON object")
+    return Envelope(origin=origin, seq=seq, scope=scope, target=target, event=event)

@@ -1,0 +1,193 @@
+"""Local delivery: which WebSocket clients on this replica get which frame. Framework-free.
+
+The web layer wraps each connected socket in a `Subscriber` and runs one writer task per socket:
+`frame = await sub.get()` then `await ws.send_text(frame)`. The bus calls `LocalRegistry.deliver`, which
+only appends the (already encoded, shared) str to bounded queues — it never awaits a socket, so a slow
+client can never delay another one or the caller.
+
+Slow clients (queue full, by count or bytes): with the default policy "resync" the client's whole backlog is
+dropped (it is stale anyway) and replaced by one `{"type":"resync","reason":"overflow"}` frame so the UI
+refetches; the client stays connected. With policy "disconnect" the subscriber is closed instead; `get()`
+then raises `SubscriberClosed` and the web layer closes the socket (code 1013, try again later). Both are
+counted in `aifactory_bus_dropped_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Subscriber", "SubscriberClosed"]
+
+OVERFLOW_RESYNC_FRAME = '{"type":"resync","reason":"overflow"}'
+POLICIES = ("resync", "disconnect")
+
+
+class SubscriberClosed(Exception):
+    """Raised by `Subscriber.get()` once the subscriber is closed and has nothing left to send."""
+
+
+class Subscriber:
+    """One local client: identity for routing plus a bounded queue of frames."""
+
+    __slots__ = (
+        "_bytes",
+        "_queue",
+        "_wakeup",
+        "closed",
+        "dropped",
+        "max_bytes",
+        "max_queue",
+        "on_drop",
+        "org_id",
+        "overflow",
+        "policy",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        user_id: str | None,
+        org_id: str | None,
+        max_queue: int = 1024,
+        *,
+        max_bytes: int = 8 * 1024 * 1024,
+        policy: str = "resync",
+    ) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
+        if max_queue < 2:
+            raise ValueError("max_queue must be at least 2 (one slot is kept for the resync notice)")
+        self.user_id = user_id
+        self.org_id = org_id
+        self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.closed = False
+        self.dropped = 0  # frames this client lost
+        self.overflow = 0  # times its queue overflowed
+        self.on_drop: Callable[[str, int], None] | None = None  # set by the registry: (reason, n)
+        self._queue: deque[str] = deque()
+        self._bytes = 0
+        self._wakeup = asyncio.Event()
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame without ever blocking; False if this client did not take it (closed)."""
+        if self.closed:
+            return False
+        if len(self._queue) >= self.max_queue or self._bytes + len(frame) > self.max_bytes:
+            self.overflow += 1
+            lost = len(self._queue)
+            self._queue.clear()
+            self._bytes = 0
+            if self.policy == "disconnect":
+                self.dropped += lost + 1
+                self.close()
+                if self.on_drop:
+                    self.on_drop("client_closed", lost + 1)
+                return False
+            self.dropped += lost
+            if self.on_drop:
+                self.on_drop("client_overflow", lost)
+            self._queue.append(OVERFLOW_RESYNC_FRAME)
+            self._bytes = len(OVERFLOW_RESYNC_FRAME)
+            if len(frame) + self._bytes > self.max_bytes:  # a single frame bigger than the whole budget
+                self.dropped += 1
+                if self.on_drop:
+                    self.on_drop("client_overflow", 1)
+                self._wakeup.set()
+                return False
+        self._queue.append(frame)
+        self._bytes += len(frame)
+        self._wakeup.set()
+        return True
+
+    async def get(self) -> str:
+        """Next frame to send; waits when idle; raises SubscriberClosed once closed."""
+        while not self._queue:
+            if self.closed:
+                raise SubscriberClosed
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        frame = self._queue.popleft()
+        self._bytes -= len(frame)
+        return frame
+
+    def get_nowait(self) -> str | None:
+        """A queued frame, or None (lets a writer batch several frames per wakeup)."""
+        if not self._queue:
+            return None
+        frame = self._queue.popleft()
+        self._bytes -= len(frame)
+        return frame
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop accepting frames and wake the writer so it can finish."""
+        self.closed = True
+        self._queue.clear()
+        self._bytes = 0
+        self._wakeup.set()
+
+
+class LocalRegistry:
+    """Subscribers of this replica, indexed by user and org so a scoped send touches only its audience."""
+
+    def __init__(self, metrics: object | None = None) -> None:
+        self._all: set[Subscriber] = set()
+        self._by_user: dict[str, set[Subscriber]] = {}
+        self._by_org: dict[str, set[Subscriber]] = {}
+        self._metrics = metrics  # aifactory.metrics.Metrics (typed loosely: no prometheus import needed)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def _on_drop(self, reason: str, n: int) -> None:
+        if self._metrics is not None and n:
+            self._metrics.drop[reason].inc(n)  # type: ignore[attr-defined]
+
+    def add(self, sub: Subscriber) -> Subscriber:
+        sub.on_drop = self._on_drop
+        self._all.add(sub)
+        if sub.user_id is not None:
+            self._by_user.setdefault(sub.user_id, set()).add(sub)
+        if sub.org_id is not None:
+            self._by_org.setdefault(sub.org_id, set()).add(sub)
+        if self._metrics is not None:
+            self._metrics.clients.set(len(self._all))  # type: ignore[attr-defined]
+        return sub
+
+    def remove(self, sub: Subscriber) -> None:
+        self._all.discard(sub)
+        for index, key in ((self._by_user, sub.user_id), (self._by_org, sub.org_id)):
+            if key is not None and key in index:
+                index[key].discard(sub)
+                if not index[key]:
+                    del index[key]
+        if self._metrics is not None:
+            self._metrics.clients.set(len(self._all))  # type: ignore[attr-defined]
+
+    def audience(self, scope: str, target: str | None) -> set[Subscriber] | frozenset[Subscriber]:
+        if scope == "broadcast":
+            return self._all
+        if scope == "user":
+            return self._by_user.get(target, frozenset()) if target is not None else frozenset()
+        if scope == "org":
+            return self._by_org.get(target, frozenset()) if target is not None else frozenset()
+        raise ValueError(f"scope must be broadcast, user or org, not {scope!r}")
+
+    def deliver(self, scope: str, target: str | None, frame: str) -> int:
+        """Offer the same frame str to every subscriber in scope; returns how many took it. Never blocks."""
+        taken = 0
+        closed: list[Subscriber] = []
+        for sub in self.audience(scope, target):  # offer() never mutates the index sets
+            if sub.offer(frame):
+                taken += 1
+            elif sub.closed:
+                closed.append(sub)
+        for sub in closed:
+            self.remove(sub)
+        return taken
