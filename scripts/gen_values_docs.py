@@ -1,0 +1,139 @@
+"""Generate docs/values.md from chart/values.schema.json (types, rules, descriptions) and chart/values.yaml
+(defaults), so the values reference can never drift from the schema. `make docs` runs it; `--check` exits 1
+when the committed file is stale (the test suite does the same comparison in memory)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "chart" / "values.schema.json"
+VALUES = ROOT / "chart" / "values.yaml"
+OUTPUT = ROOT / "docs" / "values.md"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One documented value: a leaf of the schema (or an array / free-form object taken as a whole)."""
+
+    key: str
+    type: str
+    default: str
+    description: str
+    rules: str
+
+
+def _type_of(node: dict[str, Any], definitions: dict[str, Any]) -> str:
+    node = _resolve(node, definitions)
+    kinds = node.get("type", "any")
+    return " \\| ".join(kinds) if isinstance(kinds, list) else str(kinds)
+
+
+def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local `#/definitions/<name>` $ref, keeping the referring node's own description."""
+    ref = node.get("$ref")
+    if not ref:
+        return node
+    target = dict(definitions[ref.rsplit("/", 1)[-1]])
+    if "description" in node:
+        target["description"] = node["description"]
+    return target
+
+
+def _rules(node: dict[str, Any]) -> str:
+    parts: list[str] = []
+    if "enum" in node:
+        parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
+    if "minimum" in node or "maximum" in node:
+        parts.append(f"range {node.get('minimum', '-∞')}..{node.get('maximum', '∞')}")
+    if "minItems" in node:
+        parts.append(f"at least {node['minItems']} item(s)")
+    if "pattern" in node:
+        parts.append(f"pattern `{node['pattern']}`")
+    if "maxLength" in node:
+        parts.append(f"max length {node['maxLength']}")
+    if node.get("additionalProperties") is False:
+        parts.append("unknown keys refused")
+    return "; ".join(parts).replace("|", "\\|")
+
+
+def _default(values: Any, path: list[str]) -> str:
+    node: Any = values
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return "—"
+        node = node.get(part, _MISSING)
+    return f"`{json.dumps(node, ensure_ascii=False)}`".replace("|", "\\|")
+
+
+def collect_rows(schema: dict[str, Any], values: dict[str, Any]) -> list[Row]:
+    """Walk the schema depth-first in declaration order; objects with declared properties are expanded."""
+    definitions = schema.get("definitions", {})
+    rows: list[Row] = []
+
+    def walk(properties: dict[str, Any], prefix: list[str]) -> None:
+        for name, raw in properties.items():
+            node = _resolve(raw, definitions)
+            path = [*prefix, name]
+            if name == "global" and not prefix:
+                continue
+            expandable = "properties" in node and node.get("type") == "object"
+            if expandable:
+                walk(node["properties"], path)
+                continue
+            rows.append(
+                Row(
+                    key=".".join(path),
+                    type=_type_of(node, definitions),
+                    default=_default(values, path),
+                    description=" ".join(node.get("description", "").split()).replace("|", "\\|"),
+                    rules=_rules(node),
+                )
+            )
+
+    walk(schema["properties"], [])
+    return rows
+
+
+def render() -> str:
+    """The full text of docs/values.md for the current schema and values."""
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    values = yaml.safe_load(VALUES.read_text(encoding="utf-8"))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=False,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("values.md.j2").render(rows=collect_rows(schema, values), schema=schema)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if docs/values.md is stale")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+        if current != text:
+            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `make docs` and commit it", file=sys.stderr)
+            return 1
+        print(f"{OUTPUT.relative_to(ROOT)} is up to date")
+        return 0
+    OUTPUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
