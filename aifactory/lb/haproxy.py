@@ -1,0 +1,219 @@
+"""Generate an HAProxy config that routes exactly like the chart's ingress, from the same chart values.
+
+The chart's ingress annotations (cookie name, cookie path, WebSocket timeouts) and this config are both
+computed from `chart/values.yaml` merged with the operator's values files, so a value changed in one place
+changes both. `tests/e2e/test_haproxy_drift.py` renders the chart with real helm and compares.
+
+Usage: python -m aifactory.lb.haproxy -f my-values.yaml --server 10.0.0.5:8000 --server ... > haproxy.cfg
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CHART_VALUES = Path(__file__).resolve().parents[2] / "chart" / "values.yaml"
+
+# The paths the chart's Ingress routes. The terminal path carries the affinity cookie and is its Path
+# attribute, so the cookie never travels with /ws/events or API calls (they stay free to balance).
+TERMINAL_PATH = "/ws/terminal"
+DEFAULT_COOKIE = "aifactory-affinity"
+# Plain HTTP request/idle timeouts; WebSockets use `timeout tunnel` from ingress.websocketTimeoutSeconds.
+HTTP_TIMEOUT_SECONDS = 60
+
+
+class ValuesError(ValueError):
+    """A values file or value that cannot drive the load balancer; str() is one line with the fix."""
+
+
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's merge: maps merge key by key, anything else replaces, and null deletes the key."""
+    out = dict(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_values(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_values(files: Iterable[Path], chart_values: Path = CHART_VALUES) -> dict[str, Any]:
+    """chart/values.yaml, then each -f file in order, merged like `helm install -f a -f b`."""
+    merged: dict[str, Any] = {}
+    for path in (chart_values, *files):
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ValuesError(f"{path}: cannot read ({exc.strerror}); pass an existing values file") from None
+        except yaml.YAMLError as exc:
+            raise ValuesError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+        if not isinstance(data, Mapping):
+            raise ValuesError(f"{path}: top level must be a mapping of values; fix the file")
+        merged = merge_values(merged, data)
+    return merged
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path prefix the ingress routes: pinned by the affinity cookie or not, WebSocket or plain HTTP."""
+
+    path: str
+    affinity: bool
+    websocket: bool
+
+
+@dataclass(frozen=True)
+class LbSettings:
+    """What the ingress does, as plain data: the same fields the chart turns into annotations."""
+
+    affinity: bool
+    controller: str
+    cookie_name: str
+    cookie_path: str
+    samesite: str
+    secure: bool
+    mode: str
+    websocket_timeout_s: int
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The chart's Ingress paths: / plain, /ws/events balanced, /ws/terminal pinned if affinity is on."""
+        return (
+            Route("/", affinity=False, websocket=False),
+            Route("/ws/events", affinity=False, websocket=True),
+            Route(TERMINAL_PATH, affinity=self.affinity, websocket=True),
+        )
+
+
+def lb_settings(values: Mapping[str, Any]) -> LbSettings:
+    """Pick the ingress fields out of merged chart values, refusing anything HAProxy cannot express."""
+    ingress = values.get("ingress") or {}
+    aff = ingress.get("terminalAffinity") or {}
+    cookie = aff.get("cookieName") or DEFAULT_COOKIE  # the chart's template applies the same default
+    if not isinstance(cookie, str) or any(c in cookie for c in ' ;,="\t'):
+        raise ValuesError(
+            f"ingress.terminalAffinity.cookieName={cookie!r} is not a cookie name; "
+            f"set it like {DEFAULT_COOKIE}"
+        )
+    timeout = ingress.get("websocketTimeoutSeconds")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
+        raise ValuesError(
+            f"ingress.websocketTimeoutSeconds={timeout!r} is not a positive whole number; set it e.g. to 3600"
+        )
+    mode = aff.get("mode", "persistent")
+    if mode not in ("persistent", "balanced"):
+        raise ValuesError(f"ingress.terminalAffinity.mode={mode!r}; set it to persistent or balanced")
+    controller = aff.get("controller", "nginx")
+    if controller not in ("nginx", "traefik"):
+        raise ValuesError(f"ingress.terminalAffinity.controller={controller!r}; set it to nginx or traefik")
+    return LbSettings(
+        affinity=bool(aff.get("enabled")),
+        controller=controller,
+        cookie_name=cookie,
+        cookie_path=TERMINAL_PATH,
+        samesite="Lax",
+        secure=bool(ingress.get("tls")),
+        mode=mode,
+        websocket_timeout_s=timeout,
+    )
+
+
+def render(
+    settings: LbSettings,
+    servers: Sequence[str],
+    bind: str = "127.0.0.1:8080",
+    served_by_header: str | None = None,
+) -> str:
+    """The haproxy.cfg text. `servers` are host:port of the replicas; names r1..rN are the cookie values.
+
+    `served_by_header` (tests, debugging) adds a response header naming the replica that answered.
+    """
+    if not servers:
+        raise ValuesError("no --server given; pass at least one replica as host:port")
+    names = [f"r{i}" for i in range(1, len(servers) + 1)]
+    t = settings.websocket_timeout_s
+    lines = [
+        "# Generated by aifactory.lb.haproxy from the chart values; do not edit by hand.",
+        "global",
+        "    maxconn 4000",
+        "",
+        "defaults",
+        "    mode http",
+        "    option http-server-close",
+        "    timeout connect 5s",
+        f"    timeout client {HTTP_TIMEOUT_SECONDS}s",
+        f"    timeout server {HTTP_TIMEOUT_SECONDS}s",
+        "    timeout http-request 10s",
+        f"    timeout tunnel {t}s  # ingress.websocketTimeoutSeconds (nginx proxy-read/send-timeout)",
+        "    timeout client-fin 5s",
+        "",
+        "frontend aifactory",
+        f"    bind {bind}",
+        f"    acl terminal path_beg {TERMINAL_PATH}",
+        "    use_backend terminal if terminal",
+        "    default_backend balanced",
+        "",
+        "# / (API, portal) and /ws/events: any replica; Redis fan-out delivers every event everywhere.",
+        "backend balanced",
+        "    balance roundrobin",
+        "    option httpchk GET /readyz",
+    ]
+    if served_by_header:
+        lines.append(f"    http-response set-header {served_by_header} %s")
+    lines += [f"    server {n} {s} check inter 1s fall 2 rise 1" for n, s in zip(names, servers, strict=True)]
+    lines += [
+        "",
+        f"# {TERMINAL_PATH}: stateful PTY per replica, pinned by the affinity cookie scoped to its path.",
+        "backend terminal",
+        "    balance roundrobin",
+        "    option httpchk GET /readyz",
+    ]
+    if served_by_header:
+        lines.append(f"    http-response set-header {served_by_header} %s")
+    if settings.affinity:
+        # HAProxy always writes "path=/" first; the later Path attribute wins (RFC 6265 5.2.4 / 5.3 step 7).
+        secure = " secure" if settings.secure else ""
+        lines.append(
+            f"    cookie {settings.cookie_name} insert indirect nocache httponly{secure}"
+            f' attr "SameSite={settings.samesite}" attr "Path={settings.cookie_path}"'
+        )
+        lines += [
+            f"    server {n} {s} check inter 1s fall 2 rise 1 cookie {n}"
+            for n, s in zip(names, servers, strict=True)
+        ]
+    else:
+        lines += [
+            f"    server {n} {s} check inter 1s fall 2 rise 1" for n, s in zip(names, servers, strict=True)
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m aifactory.lb.haproxy", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "-f", "--values", action="append", default=[], type=Path, help="values file (repeatable)"
+    )
+    parser.add_argument("--server", action="append", default=[], help="replica host:port (repeatable)")
+    parser.add_argument("--bind", default="127.0.0.1:8080", help="address HAProxy listens on")
+    args = parser.parse_args(argv)
+    try:
+        text = render(lb_settings(load_values(args.values)), args.server, bind=args.bind)
+    except ValuesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""End-to-end proof: HAProxy in front of real replicas, a real browser, faults under load."""
