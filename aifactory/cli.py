@@ -1,0 +1,156 @@
+"""`aifactory-server`: `serve` (default) runs the web server; `token` mints a JWT for a user.
+
+This is the only place with process concerns: argument parsing, logging setup, exit codes. A bad
+setting prints one line on stderr naming the variable and the fix, and exits 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from aifactory.config import ConfigError, dev_secret_file, load_or_create_dev_secret, load_settings
+
+EXIT_CONFIG = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(token=)[^&\s\"']+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(rediss?(?:\+sentinel|\+cluster)?://[^:/@\s]*:)[^@\s]+(@)"),
+)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites every record so tokens in query strings/headers and URL passwords never reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for pattern in _SECRET_PATTERNS:
+            redacted = pattern.sub(
+                lambda m: m.group(1) + "<redacted>" + (m.group(2) if m.lastindex == 2 else ""), redacted
+            )
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def setup_logging(level: int) -> None:
+    """One readable line per record on stderr, for our loggers and uvicorn's alike."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactSecrets())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    # websockets' own protocol chatter is useless at DEBUG level next to ours
+    logging.getLogger("websockets").setLevel(max(level, logging.INFO))
+
+
+def _fail(message: str) -> int:
+    print(f"aifactory-server: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    setup_logging(settings.log_level_no)
+
+    import uvicorn
+
+    from aifactory.app import create_app
+
+    log = logging.getLogger("aifactory.server")
+    if settings.dev_secret_path is not None:
+        log.warning(
+            "AIFACTORY_AUTH_SECRET unset: dev mode with a generated secret kept in %s; mint a token with "
+            "`aifactory-server token --user <id> --org <org>` "
+            "(set AIFACTORY_AUTH_SECRET for any shared deployment)",
+            settings.dev_secret_path,
+        )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        http="h11",
+        loop="asyncio",
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level_no,
+        access_log=settings.log_level_no <= logging.DEBUG,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:  # lifespan or bind failure: uvicorn already logged why
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from aifactory.auth import ROLES, mint_token
+
+    if args.role not in ROLES:
+        return _fail(f"--role {args.role!r} is not one of {', '.join(ROLES)}")
+    if not args.user.strip() or not args.org.strip():
+        return _fail("--user and --org must be non-empty")
+    secret = os.environ.get("AIFACTORY_AUTH_SECRET", "").strip()
+    try:
+        if not secret:
+            path = dev_secret_file(os.environ)
+            secret = load_or_create_dev_secret(path)
+            print(
+                f"aifactory-server: AIFACTORY_AUTH_SECRET unset; signed with the dev secret in {path}",
+                file=sys.stderr,
+            )
+    except ConfigError as exc:
+        return _fail(str(exc))
+    print(mint_token(secret, args.user, args.org, args.role, args.ttl))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aifactory-server",
+        description="AIFactory web server with the Redis pub/sub fan-out bridge. "
+        "Configured by env vars; see docs/server.md.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the web server (default)")
+    serve.set_defaults(func=cmd_serve)
+    token = sub.add_parser(
+        "token", help="print a signed JWT (uses AIFACTORY_AUTH_SECRET, else the dev secret)"
+    )
+    token.add_argument("--user", required=True, help="user id (claim sub)")
+    token.add_argument("--org", default="default", help="org id (claim org; default: default)")
+    token.add_argument("--role", default="user", help="user | admin | service (default: user)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default: 3600)")
+    token.set_defaults(func=cmd_token)
+    parser.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Per-replica PTY shells behind /ws/terminal/{id}; framework-free (the web layer only pumps frames).
+
+A terminal belongs to the user who first opened its id and lives only on this replica (the ingress
+sticky cookie brings the browser back here). Disconnecting starts a grace period during which the same
+user may reattach (and gets the recent output replayed); after it, or after the idle timeout, or when
+the shell exits, the process group is hung up, killed if needed, and reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fcntl
+import logging
+import os
+import pty
+import re
+import signal
+import struct
+import termios
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("aifactory.terminal")
+
+TERMINAL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SCROLLBACK_BYTES = 64 * 1024
+OUTPUT_QUEUE_CHUNKS = 256
+READ_CHUNK = 65536
+
+
+class TerminalRefused(Exception):
+    """The socket may not use this terminal; `code` is the WebSocket close code to send."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _make_controlling_tty() -> None:  # runs in the child between fork and exec
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+@dataclass(eq=False)
+class Attachment:
+    """One socket's view of a terminal: a bounded queue of output chunks; None means 'closed: reason'."""
+
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(OUTPUT_QUEUE_CHUNKS))
+    close_reason: str = ""
+    close_code: int = 1000
+
+
+@dataclass(eq=False)
+class Terminal:
+    """One shell on a PTY."""
+
+    id: str
+    owner: str
+    proc: asyncio.subprocess.Process
+    master: int
+    last_activity: float = field(default_factory=time.monotonic)
+    attachment: Attachment | None = None
+    scrollback: collections.deque[bytes] = field(default_factory=collections.deque)
+    scrollback_size: int = 0
+    paused: bool = False
+    closed: bool = False
+    grace_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+
+class TerminalManager:
+    """All terminals of this replica, keyed by id."""
+
+    def __init__(
+        self,
+        shell: str,
+        replica_id: str,
+        idle_seconds: float,
+        grace_seconds: float,
+        max_terminals: int,
+    ) -> None:
+        self.shell = shell
+        self.replica_id = replica_id
+        self.idle_seconds = idle_seconds
+        self.grace_seconds = grace_seconds
+        self.max_terminals = max_terminals
+        self.terminals: dict[str, Terminal] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle(), name="terminal-idle-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(
+            *(self.close(t, "server shutting down", 1001) for t in list(self.terminals.values()))
+        )
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _reap_idle(self) -> None:
+        period = max(0.05, min(self.idle_seconds / 4, 5.0))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for term in list(self.terminals.values()):
+                if now - term.last_activity >= self.idle_seconds:
+                    log.info(
+                        "terminal %s of %s idle for %.0fs: closing", term.id, term.owner, self.idle_seconds
+                    )
+                    self._spawn_close(term, "idle timeout")
+
+    # ---- attach / detach ----------------------------------------------------------------------
+    async def attach(self, term_id: str, user_id: str) -> tuple[Terminal, Attachment]:
+        """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise."""
+        if not TERMINAL_ID.match(term_id):
+            raise TerminalRefused(1008, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
+        term = self.terminals.get(term_id)
+        if term is not None and term.owner != user_id:
+            raise TerminalRefused(1008, "terminal belongs to another user")
+        if term is None:
+            if len(self.terminals) >= self.max_terminals:
+                raise TerminalRefused(1013, "too many terminals on this replica; try again later")
+            term = await self._spawn(term_id, user_id)
+        if term.grace_handle is not None:
+            term.grace_handle.cancel()
+            term.grace_handle = None
+        if term.attachment is not None:  # a newer connection of the same user takes the terminal over
+            self._end_attachment(term, "terminal attached from another connection", 4409)
+        att = Attachment()
+        replay = b"".join(term.scrollback)
+        if replay:
+            att.queue.put_nowait(replay)
+        term.attachment = att
+        term.touch()
+        self._resume(term)
+        return term, att
+
+    def detach(self, term: Terminal, att: Attachment) -> None:
+        """The socket went away: keep the shell for the grace period so the same user can come back."""
+        if term.attachment is not att or term.closed:
+            return
+        term.attachment = None
+        self._resume(term)  # keep draining the PTY into the scrollback while nobody watches
+        if self.grace_seconds <= 0:
+            self._spawn_close(term, "client disconnected")
+        else:
+            term.grace_handle = asyncio.get_running_loop().call_later(
+                self.grace_seconds, self._spawn_close, term, "client did not reconnect"
+            )
+
+    # ---- I/O ------------------------------------------------------------------------------------
+    async def write(self, term: Terminal, data: bytes) -> None:
+        """Send keystrokes to the shell without blocking the event loop."""
+        term.touch()
+        view = memoryview(data)
+        while view and not term.closed:
+            try:
+                written = os.write(term.master, view)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            except OSError:
+                return
+            view = view[written:]
+
+    def resize(self, term: Terminal, rows: int, cols: int) -> None:
+        if not term.closed and 0 < rows < 1000 and 0 < cols < 1000:
+            _set_winsize(term.master, rows, cols)
+
+    def output_consumed(self, term: Terminal) -> None:
+        """Called by the socket pump after each chunk: resume reading once the queue has room."""
+        att = term.attachment
+        if term.paused and att is not None and att.queue.qsize() < OUTPUT_QUEUE_CHUNKS // 2:
+            self._resume(term)
+
+    # ---- internals ------------------------------------------------------------------------------
+    async def _spawn(self, term_id: str, user_id: str) -> Terminal:
+        master, slave = pty.openpty()
+        try:
+            _set_winsize(master, 24, 80)
+            env = {  # never the server's own env: it holds the auth secret and the Redis password
+                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                "HOME": os.environ.get("HOME", "/tmp"),
+                "TERM": "xterm-256color",
+                "LANG": "C.UTF-8",
+                "AIFACTORY_TERMINAL_ID": term_id,
+                "AIFACTORY_TERMINAL_USER": user_id,
+                "AIFACTORY_REPLICA_ID": self.replica_id,
+            }
+            cwd = env["HOME"] if os.path.isdir(env["HOME"]) else "/"
+            proc = await asyncio.create_subprocess_exec(
+                self.shell,
+                "-i",
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_make_controlling_tty,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        term = Terminal(id=term_id, owner=user_id, proc=proc, master=master)
+        self.terminals[term_id] = term
+        asyncio.get_running_loop().add_reader(master, self._on_readable, term)
+        log.info("terminal %s opened for %s (pid %d)", term_id, user_id, proc.pid)
+        return term
+
+    def _on_readable(self, term: Terminal) -> None:
+        try:
+            data = os.read(term.master, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the shell and everything on the PTY has gone
+            data = b""
+        if not data:
+            self._pause(term)
+            self._spawn_close(term, "shell exited")
+            return
+        term.touch()
+        term.scrollback.append(data)
+        term.scrollback_size += len(data)
+        while term.scrollback_size > SCROLLBACK_BYTES and len(term.scrollback) > 1:
+            term.scrollback_size -= len(term.scrollback.popleft())
+        att = term.attachment
+        if att is not None:
+            att.queue.put_nowait(data)
+            if (
+                att.queue.qsize() >= OUTPUT_QUEUE_CHUNKS - 1
+            ):  # slow reader: let the PTY push back on the shell
+                self._pause(term)
+
+    def _pause(self, term: Terminal) -> None:
+        if not term.paused and not term.closed:
+            asyncio.get_running_loop().remove_reader(term.master)
+            term.paused = True
+
+    def _resume(self, term: Terminal) -> None:
+        if term.paused and not term.closed:
+            asyncio.get_running_loop().add_reader(term.master, self._on_readable, term)
+            term.paused = False
+
+    def _end_attachment(self, term: Terminal, reason: str, code: int) -> None:
+        att = term.attachment
+        term.attachment = None
+        if att is not None:
+            att.close_reason, att.close_code = reason, code
+            with contextlib.suppress(asyncio.QueueFull):
+                att.queue.put_nowait(None)
+            if att.queue.full():  # make room for the sentinel: the socket is closing anyway
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    att.queue.get_nowait()
+                att.queue.put_nowait(None)
+
+    def _spawn_close(self, term: Terminal, reason: str) -> None:
+        if term.closed:
+            return
+        task = asyncio.get_running_loop().create_task(self.close(term, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self, term: Terminal, reason: str, code: int = 1000) -> None:
+        """Hang up the shell's process group, kill it if it lingers, reap it, and tell the socket."""
+        if term.closed:
+            return
+        term.closed = True
+        if term.grace_handle is not None:
+            term.grace_handle.cancel()
+        if self.terminals.get(term.id) is term:
+            del self.terminals[term.id]
+        if not term.paused:
+            asyncio.get_running_loop().remove_reader(term.master)
+        self._end_attachment(term, f"terminal closed: {reason}", code)
+        with contextlib.suppress(OSError):
+            os.close(term.master)
+        for sig in (signal.SIGHUP, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(term.pid, sig)
+            try:
+                await asyncio.wait_for(term.proc.wait(), timeout=2.0)
+                break
+            except TimeoutError:
+                continue
+        log.info("terminal %s of %s closed (%s); pid %d reaped", term.id, term.owner, reason, term.pid)
