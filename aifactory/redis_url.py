@@ -38,7 +38,7 @@ _BOOL_WORDS = {
     "off": False,
 }
 _INT_OPTIONS = {"db", "max_connections", "protocol"}
-_FLOAT_OPTIONS = {"socket_timeout", "socket_connect_timeout", "health_check_interval", "timeout"}
+_FLOAT_OPTIONS = {"socket_timeout", "socket_connect_timeout", "health_check_interval"}
 _BOOL_OPTIONS = {"socket_keepalive", "retry_on_timeout", "ssl_check_hostname"}
 _STR_OPTIONS = {
     "client_name",
