@@ -237,7 +237,7 @@ class RedisBridge:
             "password": t.password,
             "socket_connect_timeout": t.options.get("socket_connect_timeout", self.connect_timeout),
             "socket_keepalive": t.options.get("socket_keepalive", True),
-            # hosted-Redis maintenance push notifications: not needed, and probing them logs noise on OSS Redis
+            # hosted-Redis maintenance notifications: not needed; probing them logs noise on OSS Redis
             "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         }
         for name in _PASSTHROUGH:
