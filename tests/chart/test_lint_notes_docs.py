@@ -1,0 +1,107 @@
+"""`helm lint --strict` per example, the NOTES.txt warnings, and the generated values reference."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.chart.cases import EXAMPLE_FILES
+from tests.conftest import CHART, ROOT, run_helm
+
+QUOTED_LOG_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
+
+
+@pytest.mark.parametrize("example", EXAMPLE_FILES, ids=[p.stem for p in EXAMPLE_FILES])
+def test_example_passes_strict_lint(helm: str, example: Path) -> None:
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(example))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_schema_declares_draft_07() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+def notes(helm4: str, *args: str) -> str:
+    """NOTES.txt as `helm install` prints it. Helm 3.17 needs a cluster even for --dry-run=client, so
+    only Helm 4 renders NOTES offline; the template engine and NOTES file are the same for both."""
+    proc = run_helm(helm4, "install", "aifactory", str(CHART), "--dry-run=client", "-n", "aifactory", *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_warn_about_replicas_without_redis(helm4: str) -> None:
+    text = notes(helm4, "--set", "replicaCount=3")
+    assert "WARNING: up to 3 replicas run with redis.enabled=false" in text
+    assert QUOTED_LOG_LINE in text
+
+
+def test_notes_warn_about_hpa_without_redis(helm4: str) -> None:
+    text = notes(helm4, "--set", "autoscaling.enabled=true", "--set", "resources.requests.cpu=100m")
+    assert "WARNING: up to 10 replicas run with redis.enabled=false" in text
+    assert QUOTED_LOG_LINE in text
+
+
+def test_notes_warn_about_inline_url(helm4: str) -> None:
+    text = notes(helm4, "--set", "redis.enabled=true", "--set", "redis.url=redis://:pw-xyz@r:6379/0")
+    assert "WARNING: redis.url is set inline" in text
+    assert "pw-xyz" not in text
+
+
+def test_notes_warn_about_ingress_without_terminal_affinity(helm4: str) -> None:
+    text = notes(helm4, "--set", "replicaCount=2", "--set", "ingress.enabled=true")
+    assert "without terminal affinity" in text
+
+
+def test_notes_warn_about_hpa_without_requests(helm4: str) -> None:
+    text = notes(helm4, "--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
+                 "--set", "redis.externalSecretName=aifactory-redis")  # fmt: skip
+    assert "resources.requests.cpu is not set" in text
+
+
+@pytest.mark.parametrize("example", ["laptop", "production", "hpa", "shared-redis-second-deployment"])
+def test_notes_are_quiet_for_good_setups(helm4: str, example: str) -> None:
+    text = notes(helm4, "-f", str(ROOT / "examples" / f"{example}.yaml"))
+    assert "WARNING" not in text, text
+
+
+def test_values_reference_is_up_to_date() -> None:
+    spec = importlib.util.spec_from_file_location("gen_values_docs", ROOT / "scripts" / "gen_values_docs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    committed = (ROOT / "docs" / "values.md").read_text(encoding="utf-8")
+    assert module.render() == committed, "docs/values.md is stale: run `make docs` and commit it"
+
+
+def test_values_reference_covers_every_schema_leaf() -> None:
+    text = (ROOT / "docs" / "values.md").read_text(encoding="utf-8")
+    for key in (
+        "redis.externalSecretName",
+        "ingress.terminalAffinity.controller",
+        "autoscaling.behavior",
+        "extraEnv",
+    ):
+        assert f"| `{key}` |" in text
+
+
+def test_docs_check_mode_exits_nonzero_when_stale(tmp_path: Path) -> None:
+    """The `--check` flag of the generator is a real gate (exit 1) when the output differs."""
+    script = (ROOT / "scripts" / "gen_values_docs.py").read_text(encoding="utf-8")
+    copy = tmp_path / "scripts" / "gen_values_docs.py"
+    copy.parent.mkdir()
+    copy.write_text(script, encoding="utf-8")
+    (tmp_path / "scripts" / "templates").symlink_to(ROOT / "scripts" / "templates")
+    (tmp_path / "chart").symlink_to(CHART)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "values.md").write_text("stale\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(copy), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "stale" in proc.stderr

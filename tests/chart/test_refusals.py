@@ -1,0 +1,174 @@
+"""Bad values are refused at render time by plain helm, on Helm 3 and Helm 4: the cross-field checks of
+`aifactory.validate` (all problems in one failure, one `[id]` line each) and the draft-07 values schema."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.chart.cases import NAMESPACE, RELEASE, sets
+from tests.conftest import CHART, ROOT, run_helm
+
+REFUSALS_DOC = ROOT / "docs" / "chart-refusals.md"
+
+
+def template(helm: str, *args: str):
+    return run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+
+
+def refusal_lines(stderr: str) -> dict[str, str]:
+    """Map of refusal id -> its whole message line."""
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\[([a-z0-9-]+)\] .*$", stderr, re.MULTILINE)}
+
+
+REFUSALS = {
+    "redis-source-missing": (
+        ["--set", "redis.enabled=true"],
+        ["redis.externalSecretName", "redis.url", "kubectl create secret generic aifactory-redis "
+         "--from-literal=REDIS_URL=", f"--namespace {NAMESPACE}"],
+    ),
+    "redis-source-ambiguous": (
+        ["--set", "redis.enabled=true", "--set", "redis.url=redis://:hunter2@r:6379/0",
+         "--set", "redis.externalSecretName=aifactory-redis"],
+        ["Remove redis.url", "remove redis.externalSecretName", '"aifactory-redis"'],
+    ),
+    "hpa-min-above-max": (
+        sets("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"),
+        ["autoscaling.minReplicas (5)", "autoscaling.maxReplicas (3)"],
+    ),
+    "extra-env-reserved": (
+        ["--set", "extraEnv[0].name=REDIS_URL", "--set", "extraEnv[0].value=redis://x:6379"],
+        ["extraEnv sets REDIS_URL", "redis.externalSecretName"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_each_refusal_fails_with_its_id_and_fix(helm: str, refusal: str) -> None:
+    args, fragments = REFUSALS[refusal]
+    proc = template(helm, *args)
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    lines = refusal_lines(proc.stderr)
+    assert list(lines) == [refusal], proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[refusal], f"{fragment!r} missing from: {lines[refusal]}"
+    assert "hunter2" not in proc.stderr, "a Redis password must never appear in an error"
+
+
+def test_all_problems_are_reported_in_one_failure(helm: str) -> None:
+    args = [arg for refusal in ("redis-source-missing", "hpa-min-above-max", "extra-env-reserved")
+            for arg in REFUSALS[refusal][0]]  # fmt: skip
+    proc = template(helm, *args)
+    assert proc.returncode != 0
+    assert sorted(refusal_lines(proc.stderr)) == [
+        "extra-env-reserved",
+        "hpa-min-above-max",
+        "redis-source-missing",
+    ]
+    assert proc.stderr.count("values refused") == 1
+
+
+def test_hpa_bounds_are_checked_even_while_the_hpa_is_off(helm: str) -> None:
+    proc = template(helm, "--set", "autoscaling.minReplicas=4", "--set", "autoscaling.maxReplicas=2")
+    assert proc.returncode != 0
+    assert list(refusal_lines(proc.stderr)) == ["hpa-min-above-max"]
+
+
+def test_every_refusal_id_is_documented() -> None:
+    text = REFUSALS_DOC.read_text(encoding="utf-8")
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text(encoding="utf-8")
+    chart_ids = set(re.findall(r"^\[([a-z0-9-]+)\]", helpers, re.MULTILINE))
+    assert chart_ids == set(REFUSALS), "every refusal in _helpers.tpl has a test case here"
+    for refusal in chart_ids:
+        assert f"| `{refusal}` |" in text, f"{refusal} missing from docs/chart-refusals.md"
+
+
+# ---------------------------------------------------------------- schema refusals (draft-07 on both engines)
+
+# (helm args, fragment Helm 3.17/gojsonschema prints, fragment Helm 4/santhosh-tekuri prints)
+SCHEMA_REFUSALS = {
+    "unknown-nested-key": (
+        sets("redis.externalSecret=aifactory-redis"),
+        "Additional property externalSecret is not allowed",
+        "additional properties 'externalSecret' not allowed",
+    ),
+    "unknown-top-level-key": (
+        sets("replicacount=3"),
+        "Additional property replicacount is not allowed",
+        "additional properties 'replicacount' not allowed",
+    ),
+    "wrong-type": (sets("replicaCount=three"), "replicaCount: Invalid type", "at '/replicaCount'"),
+    "bool-as-string": (
+        sets("string:redis.enabled=yes"),
+        "redis.enabled: Invalid type",
+        "at '/redis/enabled'",
+    ),
+    "bad-enum-service": (
+        sets("service.type=ExternalName"),
+        "service.type must be one of",
+        "at '/service/type'",
+    ),
+    "bad-enum-controller": (
+        sets("ingress.terminalAffinity.controller=haproxy"),
+        "ingress.terminalAffinity.controller must be one of",
+        "at '/ingress/terminalAffinity/controller'",
+    ),
+    "bad-enum-loglevel": (
+        sets("server.logLevel=verbose"),
+        "server.logLevel must be one of",
+        "at '/server/logLevel'",
+    ),
+    "out-of-range": (
+        sets("ingress.websocketTimeoutSeconds=10"),
+        "ingress.websocketTimeoutSeconds",
+        "at '/ingress/websocketTimeoutSeconds'",
+    ),
+    "bad-url-scheme": (sets("redis.url=http://redis:6379"), "redis.url", "at '/redis/url'"),
+    "bad-secret-name": (
+        sets("redis.externalSecretName=Aifactory_Redis"),
+        "redis.externalSecretName",
+        "at '/redis/externalSecretName'",
+    ),
+    "bad-pdb-percentage": (
+        sets("podDisruptionBudget.maxUnavailable=150%"),
+        "podDisruptionBudget.maxUnavailable",
+        "at '/podDisruptionBudget/maxUnavailable'",
+    ),
+    "required-deleted": (
+        sets("replicaCount=null"),
+        "replicaCount is required",
+        "missing property 'replicaCount'",
+    ),
+    "unknown-key-in-list-item": (
+        sets("ingress.hosts[0].host=a.example.com", "ingress.hosts[0].paths=/x"),
+        "Additional property paths is not allowed",
+        "additional properties 'paths' not allowed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_REFUSALS))
+def test_schema_refuses_bad_values(helm: str, case: str) -> None:
+    args, helm3_fragment, helm4_fragment = SCHEMA_REFUSALS[case]
+    proc = template(helm, *args)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    expected = helm3_fragment if "/helm3/" in helm else helm4_fragment
+    assert expected in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--set", "redis.url=null", "--set", "redis.externalSecretName=null", "--set", "redis.channel=null"],
+        ["--set", "autoscaling.targetCPUUtilizationPercentage=null", "--set", "autoscaling.behavior=null"],
+        ["--set", "podDisruptionBudget.maxUnavailable=50%", "--set", "replicaCount=0"],
+        ["--set", "nodeSelector=null", "--set", "tolerations=null", "--set", "affinity=null"],
+    ],
+    ids=["redis-nulls", "hpa-nulls", "percent-and-zero", "scheduling-nulls"],
+)
+def test_sensible_values_and_deletions_are_accepted(helm: str, args: list[str]) -> None:
+    proc = template(helm, *args)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,307 @@
+"""What the chart renders for each values case, asserted on the parsed objects, on Helm 3 and Helm 4."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.chart.cases import CASES, INLINE_URL
+from tests.chart.rendering import by_kind, container, env, named, one, pod_spec, render
+
+MANAGED_ENV = {"PORT", "LOG_LEVEL", "REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET"}
+
+
+def secret_ref(var: dict) -> tuple[str, str]:
+    assert "value" not in var, f"{var['name']} must come from a Secret, never a plain value"
+    ref = var["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+# ---------------------------------------------------------------- invariants of every good render
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_restricted_pod_security_and_probes(helm: str, case: str) -> None:
+    objs = render(helm, case)
+    spec, ctr = pod_spec(objs), container(objs)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = ctr["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in spec["volumes"]
+    assert ctr["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert ctr["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert env(objs)["PORT"]["value"] == "8000"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_env_secrets_and_redis_pairing(helm: str, case: str) -> None:
+    objs = render(helm, case)
+    variables = env(objs)
+    assert ("REDIS_URL" in variables) == ("REDIS_CHANNEL" in variables), (
+        "REDIS_URL and REDIS_CHANNEL go together"
+    )
+    secrets = {s["metadata"]["name"]: s for s in by_kind(objs, "Secret")}
+    for name in ("REDIS_URL", "AIFACTORY_AUTH_SECRET"):
+        if name in variables:
+            secret_name, key = secret_ref(variables[name])
+            assert key == name
+            if secret_name in secrets:  # chart-managed: the referenced key really exists
+                assert key in secrets[secret_name]["data"]
+    names = [e["name"] for e in container(objs)["env"]]
+    assert len(names) == len(set(names)), f"duplicate env names {names}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_replicas_hpa_and_pdb_agree(helm: str, case: str) -> None:
+    objs = render(helm, case)
+    deployment = one(objs, "Deployment")
+    hpas = by_kind(objs, "HorizontalPodAutoscaler")
+    if hpas:
+        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+        assert hpas[0]["apiVersion"] == "autoscaling/v2"
+        minimum = hpas[0]["spec"]["minReplicas"]
+    else:
+        minimum = deployment["spec"]["replicas"]
+    pdbs = by_kind(objs, "PodDisruptionBudget")
+    assert bool(pdbs) == (minimum > 1), f"PDB present={bool(pdbs)} with effective min replicas {minimum}"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    assert one(objs, "Service")["spec"]["selector"] == selector
+    for pdb in pdbs:
+        assert pdb["spec"]["selector"]["matchLabels"] == selector
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ingress_routes_every_path_once_per_host(helm: str, case: str) -> None:
+    objs = render(helm, case)
+    ingresses = by_kind(objs, "Ingress")
+    routes: dict[str, list[str]] = {}
+    for ing in ingresses:
+        assert ing["apiVersion"] == "networking.k8s.io/v1"
+        for rule in ing["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["pathType"] == "Prefix"
+                assert path["backend"]["service"]["port"] == {"name": "http"}
+                routes.setdefault(rule["host"], []).append(path["path"])
+    for host, paths in routes.items():
+        assert sorted(paths) == ["/", "/ws/events", "/ws/terminal"], f"{host}: {paths}"
+
+
+# ---------------------------------------------------------------- specific cases
+
+
+def test_defaults_are_a_single_replica_without_redis(helm: str) -> None:
+    objs = render(helm, "defaults")
+    assert one(objs, "Deployment")["spec"]["replicas"] == 1
+    assert set(env(objs)) == {"PORT", "LOG_LEVEL", "AIFACTORY_AUTH_SECRET"}
+    assert env(objs)["LOG_LEVEL"]["value"] == "INFO"
+    assert container(objs)["image"] == "ghcr.io/aifactory/aifactory-server:1.1.0"
+    kinds = sorted(o["kind"] for o in objs)
+    assert kinds == ["Deployment", "Secret", "Service", "ServiceAccount"]
+    assert one(objs, "ServiceAccount")["automountServiceAccountToken"] is False
+    spread = pod_spec(objs)["topologySpreadConstraints"][0]
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert "annotations" not in one(objs, "Deployment")["metadata"], "no Reloader annotation unless opted in"
+
+
+def test_generated_auth_secret_is_random_and_strong(helm: str) -> None:
+    objs = render(helm, "defaults")
+    secret = named(objs, "Secret", "aifactory-auth")
+    key = base64.b64decode(secret["data"]["AIFACTORY_AUTH_SECRET"]).decode()
+    assert len(key) == 64 and key.isalnum()
+    assert secret_ref(env(objs)["AIFACTORY_AUTH_SECRET"]) == ("aifactory-auth", "AIFACTORY_AUTH_SECRET")
+
+
+def test_external_secret_feeds_redis_url(helm: str) -> None:
+    objs = render(helm, "external-secret")
+    variables = env(objs)
+    assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert variables["REDIS_CHANNEL"]["value"] == "aifactory:events"
+    assert [s["metadata"]["name"] for s in by_kind(objs, "Secret")] == ["aifactory-auth"], (
+        "no chart Redis Secret"
+    )
+    annotations = one(objs, "Deployment")["spec"]["template"]["metadata"].get("annotations") or {}
+    assert "checksum/redis-secret" not in annotations
+
+
+def test_inline_url_goes_through_a_chart_managed_secret(helm: str) -> None:
+    objs = render(helm, "inline-url")
+    secret = named(objs, "Secret", "aifactory-redis")
+    assert base64.b64decode(secret["data"]["REDIS_URL"]).decode() == INLINE_URL
+    assert secret_ref(env(objs)["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert "s3cr3t-pw" not in str(one(objs, "Deployment")), "the password must not appear in the pod spec"
+
+
+def test_changed_inline_url_rolls_the_pods(helm: str) -> None:
+    def checksum(case: str) -> str:
+        return one(render(helm, case), "Deployment")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/redis-secret"
+        ]
+
+    assert checksum("inline-url") != checksum("inline-url-changed")
+    assert checksum("inline-url") == checksum("inline-url-other-channel"), "checksum tracks the URL only"
+
+
+def test_channel_override(helm: str) -> None:
+    assert env(render(helm, "channel-override"))["REDIS_CHANNEL"]["value"] == "team-b:events"
+
+
+def test_redis_disabled_sets_neither_variable_even_with_a_source(helm: str) -> None:
+    objs = render(helm, "redis-disabled-keeps-source")
+    assert not {"REDIS_URL", "REDIS_CHANNEL"} & set(env(objs))
+    assert one(objs, "Deployment")["spec"]["replicas"] == 2
+
+
+def test_hpa(helm: str) -> None:
+    objs = render(helm, "hpa")
+    hpa = one(objs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "aifactory",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+        }
+    ]
+    assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_hpa_null_cpu_target_leaves_memory_only(helm: str) -> None:
+    hpa = one(render(helm, "hpa-memory-only"), "HorizontalPodAutoscaler")
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["memory"]
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 75
+    assert not by_kind(render(helm, "hpa-memory-only"), "PodDisruptionBudget"), "HPA min 1: no PDB"
+
+
+def test_ingress_without_affinity_has_no_cookie(helm: str) -> None:
+    objs = render(helm, "ingress-no-affinity")
+    names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
+    assert names == ["aifactory", "aifactory-ws"]
+    for ing in by_kind(objs, "Ingress"):
+        annotations = ing["metadata"].get("annotations") or {}
+        assert "nginx.ingress.kubernetes.io/affinity" not in annotations
+    ws = named(objs, "Ingress", "aifactory-ws")["metadata"]["annotations"]
+    assert ws["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    assert ws["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert "annotations" not in one(objs, "Service")["metadata"]
+
+
+def test_nginx_terminal_affinity_is_scoped_to_the_terminal_ingress(helm: str) -> None:
+    objs = render(helm, "ingress-nginx-affinity")
+    terminal = named(objs, "Ingress", "aifactory-terminal")
+    assert [p["path"] for p in terminal["spec"]["rules"][0]["http"]["paths"]] == ["/ws/terminal"]
+    a = terminal["metadata"]["annotations"]
+    assert a["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert a["nginx.ingress.kubernetes.io/affinity-mode"] == "balanced"
+    assert a["nginx.ingress.kubernetes.io/session-cookie-name"] == "aifactory-affinity"
+    assert a["nginx.ingress.kubernetes.io/session-cookie-path"] == "/ws/terminal"
+    assert a["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+    assert a["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"
+    for other in ("aifactory", "aifactory-ws"):
+        annotations = named(objs, "Ingress", other)["metadata"].get("annotations") or {}
+        assert "nginx.ingress.kubernetes.io/affinity" not in annotations, f"{other} must stay unpinned"
+    for ing in by_kind(objs, "Ingress"):
+        assert ing["spec"]["ingressClassName"] == "nginx"
+        assert ing["spec"]["tls"] == [{"hosts": ["aifactory.example.com"], "secretName": "aifactory-tls"}]
+
+
+def test_traefik_terminal_affinity_lives_on_the_service(helm: str) -> None:
+    objs = render(helm, "ingress-traefik-affinity")
+    a = one(objs, "Service")["metadata"]["annotations"]
+    assert a["team"] == "web", "user Service annotations are kept"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie"] == "true"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.name"] == "pin"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.path"] == "/ws/terminal"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.httponly"] == "true"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"] == "false", "no TLS configured"
+    names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
+    assert names == ["aifactory", "aifactory-ws"], "traefik needs no separate terminal Ingress"
+
+
+def test_existing_auth_secret_and_reloader(helm: str) -> None:
+    objs = render(helm, "existing-auth-reloader")
+    assert secret_ref(env(objs)["AIFACTORY_AUTH_SECRET"]) == ("my-auth", "AIFACTORY_AUTH_SECRET")
+    assert not by_kind(objs, "Secret"), "nothing for the chart to generate"
+    reload = one(objs, "Deployment")["metadata"]["annotations"]["secret.reloader.stakater.com/reload"]
+    assert reload.split(",") == ["aifactory-redis", "my-auth"]
+
+
+def test_null_deletes_fall_back_to_documented_defaults(helm: str) -> None:
+    objs = render(helm, "null-deletions")
+    variables = env(objs)
+    assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert variables["REDIS_CHANNEL"]["value"] == "aifactory:events"
+    assert container(objs)["image"].endswith(":1.1.0")
+    assert "resources" not in container(objs)
+    assert pod_spec(objs)["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    terminal = named(objs, "Ingress", "aifactory-terminal")
+    assert terminal["metadata"]["annotations"]["nginx.ingress.kubernetes.io/session-cookie-name"] == (
+        "aifactory-affinity"
+    )
+    assert "ingressClassName" not in terminal["spec"]
+    assert named(objs, "Secret", "aifactory-auth")
+
+
+def test_extra_env_percentage_pdb_and_overrides(helm: str) -> None:
+    objs = render(helm, "extra-env-pdb-percent")
+    assert env(objs)["FEATURE_X"] == {"name": "FEATURE_X", "value": "1"}
+    assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == "25%"
+    assert "topologySpreadConstraints" not in pod_spec(objs)
+    assert not by_kind(objs, "ServiceAccount")
+    assert pod_spec(objs)["serviceAccountName"] == "default"
+    assert one(objs, "Deployment")["metadata"]["name"] == "af"
+    assert MANAGED_ENV - {"REDIS_URL", "REDIS_CHANNEL"} <= set(env(objs))
+
+
+def test_production_example(helm: str) -> None:
+    objs = render(helm, "example:production")
+    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+    assert secret_ref(env(objs)["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert container(objs)["resources"]["requests"] == {"cpu": "250m", "memory": "256Mi"}
+    assert named(objs, "Ingress", "aifactory-terminal")
+    assert one(objs, "PodDisruptionBudget")
+    reload = one(objs, "Deployment")["metadata"]["annotations"]["secret.reloader.stakater.com/reload"]
+    assert "aifactory-redis" in reload.split(",")
+
+
+def test_hpa_example_scales_to_ten_with_requests(helm: str) -> None:
+    objs = render(helm, "example:hpa")
+    hpa = one(objs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["maxReplicas"] == 10
+    assert "cpu" in container(objs)["resources"]["requests"]
+    assert "replicas" not in one(objs, "Deployment")["spec"]
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_second_deployment_example_has_its_own_channel(helm: str) -> None:
+    objs = render(helm, "example:shared-redis-second-deployment")
+    channel = env(objs)["REDIS_CHANNEL"]["value"]
+    assert channel != "aifactory:events"
+    assert channel == "aifactory-staging:events"
+
+
+def test_dev_inline_example_uses_the_managed_secret(helm: str) -> None:
+    objs = render(helm, "example:dev-inline-url")
+    assert secret_ref(env(objs)["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert named(objs, "Secret", "aifactory-redis")
+
+
+def test_laptop_example_equals_defaults(helm: str) -> None:
+    def shape(case: str) -> list:
+        objs = [o for o in render(helm, case) if o["kind"] != "Secret"]  # the auth key is random per render
+        return sorted((o["kind"], str(o)) for o in objs)
+
+    assert shape("example:laptop") == shape("defaults")
