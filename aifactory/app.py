@@ -283,7 +283,12 @@ async def ws_events(websocket: WebSocket) -> None:
         return
     state = _state(websocket)
     assert state.bus is not None
-    sub = Subscriber(principal.user_id, principal.org_id, state.settings.ws_queue)
+    sub = Subscriber(
+        principal.user_id,
+        principal.org_id,
+        max(2, state.settings.ws_queue),
+        policy=state.settings.ws_overflow,
+    )
     state.bus.registry.add(sub)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -386,7 +391,11 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         settings=settings,
         replica_id=replica_id,
         audit=AuditLog(settings.audit_log, replica_id),
-        bridge_options=dict(bridge_options or {}),
+        bridge_options={
+            "backoff_initial": min(1.0, settings.redis_backoff_max),
+            "backoff_max": settings.redis_backoff_max,
+            **(bridge_options or {}),
+        },
     )
 
     @contextlib.asynccontextmanager

@@ -40,10 +40,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class QuietConnections(logging.Filter):
+    """uvicorn logs every socket open/accept/close at INFO; with many clients that is DEBUG material."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.verbose = level <= logging.DEBUG
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose or record.name != "uvicorn.error" or record.levelno > logging.INFO:
+            return True
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return msg not in ("connection open", "connection closed") and '"WebSocket ' not in msg
+
+
 def setup_logging(level: int) -> None:
     """One readable line per record on stderr, for our loggers and uvicorn's alike."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(QuietConnections(level))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]

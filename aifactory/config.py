@@ -96,6 +96,8 @@ class Settings:
     terminal_grace_seconds: float = 30.0
     terminal_max: int = 32
     task_max_steps: int = 100
+    ws_overflow: str = "resync"
+    redis_backoff_max: float = 30.0
 
     @property
     def log_level_no(self) -> int:
@@ -199,6 +201,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"AIFACTORY_TERMINAL_SHELL={shell!r} is not an executable absolute path; set it to e.g. /bin/sh"
         )
 
+    overflow = env.get("AIFACTORY_WS_OVERFLOW", "").strip().lower() or "resync"
+    if overflow not in ("resync", "disconnect"):
+        raise ConfigError(
+            f"AIFACTORY_WS_OVERFLOW={overflow!r} is not a policy; set it to resync (drop the backlog, "
+            "send a resync frame) or disconnect (close a slow client with 1013)"
+        )
+
     return Settings(
         redis_url=redis_url,
         redis_target=target,
@@ -209,10 +218,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=port,
         log_level=level,
         audit_log=audit_log,
-        ws_queue=_int(env, "AIFACTORY_WS_QUEUE", 1000, 1, 1_000_000),
+        ws_queue=_int(env, "AIFACTORY_WS_QUEUE", 1000, 2, 1_000_000),
         terminal_shell=shell,
         terminal_idle_seconds=_seconds(env, "AIFACTORY_TERMINAL_IDLE_SECONDS", 900.0, 0.1, 86400.0),
         terminal_grace_seconds=_seconds(env, "AIFACTORY_TERMINAL_GRACE_SECONDS", 30.0, 0.0, 3600.0),
         terminal_max=_int(env, "AIFACTORY_TERMINAL_MAX", 32, 0, 10_000),
         task_max_steps=_int(env, "AIFACTORY_TASK_MAX_STEPS", 100, 1, 10_000),
+        ws_overflow=overflow,
+        redis_backoff_max=_seconds(env, "AIFACTORY_REDIS_BACKOFF_MAX", 30.0, 0.05, 3600.0),
     )
