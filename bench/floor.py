@@ -51,20 +51,39 @@ async def raw_round_trip(url: str, rate: float, duration: float, size: int) -> d
     return summarize(samples, expected=total)
 
 
-def redis_benchmark_publish(port: int, size: int, subscribers: int = 3, requests: int = 100_000) -> dict[str, Any]:
+def redis_benchmark_publish(
+    port: int, size: int, subscribers: int = 3, requests: int = 100_000
+) -> dict[str, Any]:
     """`redis-benchmark ... PUBLISH` requests/s with `subscribers` redis-cli SUBSCRIBE clients attached."""
     binary = shutil.which("redis-benchmark")
     if binary is None:
         raise RuntimeError("redis-benchmark not found (Debian package redis-tools); run `make bench`")
     subs = [
-        subprocess.Popen(["redis-cli", "-p", str(port), "subscribe", "bench:rb"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            ["redis-cli", "-p", str(port), "subscribe", "bench:rb"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(subscribers)
     ]
     try:
         time.sleep(0.3)
-        cmd = [binary, "-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "-c", "50", "-q", "--csv",
-               "PUBLISH", "bench:rb", "x" * size]
+        cmd = [
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-n",
+            str(requests),
+            "-c",
+            "50",
+            "-q",
+            "--csv",
+            "PUBLISH",
+            "bench:rb",
+            "x" * size,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     finally:
         for p in subs:
@@ -72,4 +91,8 @@ def redis_benchmark_publish(port: int, size: int, subscribers: int = 3, requests
             p.wait()
     row = [line for line in out.splitlines() if line.startswith('"PUBLISH')][-1]
     rps = float(row.split(",")[1].strip('"'))
-    return {"command": " ".join(cmd[:-1] + [f"<{size}-byte payload>"]), "rps": rps, "subscribers": subscribers}
+    return {
+        "command": " ".join([*cmd[:-1], f"<{size}-byte payload>"]),
+        "rps": rps,
+        "subscribers": subscribers,
+    }

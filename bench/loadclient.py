@@ -41,8 +41,14 @@ def _event_of(frame: object) -> object:
     return frame
 
 
-async def run_aif(session: aiohttp.ClientSession, url: str, group: str, rec: Recorder, ready: asyncio.Event,
-                  opened: list[int]) -> None:
+async def run_aif(
+    session: aiohttp.ClientSession,
+    url: str,
+    group: str,
+    rec: Recorder,
+    ready: asyncio.Event,
+    opened: list[int],
+) -> None:
     async with session.ws_connect(url, heartbeat=None, max_msg_size=0) as ws:
         opened[0] += 1
         ready.set()
@@ -52,8 +58,14 @@ async def run_aif(session: aiohttp.ClientSession, url: str, group: str, rec: Rec
     rec.closed += 1
 
 
-async def run_sio(session: aiohttp.ClientSession, url: str, group: str, rec: Recorder, ready: asyncio.Event,
-                  opened: list[int]) -> None:
+async def run_sio(
+    session: aiohttp.ClientSession,
+    url: str,
+    group: str,
+    rec: Recorder,
+    ready: asyncio.Event,
+    opened: list[int],
+) -> None:
     async with session.ws_connect(url, heartbeat=None, max_msg_size=0) as ws:
         first = await ws.receive()
         if first.type != aiohttp.WSMsgType.TEXT or not first.data.startswith("0"):
@@ -76,7 +88,7 @@ async def run_sio(session: aiohttp.ClientSession, url: str, group: str, rec: Rec
 
 
 async def main_async(plan: list[dict]) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rec = Recorder()
     opened = [0]

@@ -50,8 +50,13 @@ def build_app(redis_url: str, channel: str) -> socketio.ASGIApp:
             status, out = 202, b'{"ok":true}'
         else:
             status, out = 200, b'{"status":"ready"}'
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": out})
 
     return socketio.ASGIApp(sio, other_asgi_app=other)

@@ -17,8 +17,12 @@ def percentile(sorted_ms: Sequence[float], q: float) -> float:
 def summarize(samples_ms: Sequence[float], expected: int | None = None) -> dict[str, float]:
     """p50/p99/max in ms plus received (and lost when the expected count is known)."""
     s = sorted(samples_ms)
-    out = {"p50": percentile(s, 50), "p99": percentile(s, 99), "max": s[-1] if s else math.nan,
-           "received": float(len(s))}
+    out = {
+        "p50": percentile(s, 50),
+        "p99": percentile(s, 99),
+        "max": s[-1] if s else math.nan,
+        "received": float(len(s)),
+    }
     if expected is not None:
         out["expected"] = float(expected)
         out["lost"] = float(max(0, expected - len(s)))

@@ -91,7 +91,8 @@
   function onEvent(ev) {
     const type = eventType(ev);
     if (type === "hello" && ev.replica) {
-      $("conn").title = `replica ${ev.replica}`;
+      $("replica").textContent = `replica ${String(ev.replica).slice(0, 8)}`;
+      $("replica").dataset.replica = ev.replica;
     }
     if (type.startsWith("task.")) onTaskEvent(type, ev);
     const li = document.createElement("li");

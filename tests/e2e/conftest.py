@@ -1,0 +1,38 @@
+"""One Redis, three aifactory-server replicas and HAProxy in front, shared by the e2e tests of a module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.lb import HAProxy
+from tests.support.redis_procs import RedisServer
+from tests.support.servers import ServerSet, start_servers
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    replicas: ServerSet
+    lb: HAProxy
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    redis = RedisServer().start()
+    replicas = None
+    lb = None
+    try:
+        replicas = start_servers(3, redis_url=redis.url, extra_env={"AIFACTORY_TERMINAL_GRACE_SECONDS": "30"})
+        for server in replicas:
+            server.wait_bridge("connected")
+        lb = HAProxy([f"127.0.0.1:{s.port}" for s in replicas]).start()
+        yield Stack(redis, replicas, lb)
+    finally:
+        if lb is not None:
+            lb.stop()
+        if replicas is not None:
+            replicas.stop()
+        redis.stop()
