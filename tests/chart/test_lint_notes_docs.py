@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from tests.chart.cases import EXAMPLE_FILES
 from tests.conftest import CHART, ROOT, run_helm
@@ -23,9 +25,13 @@ def test_example_passes_strict_lint(helm: str, example: Path) -> None:
     assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
 
 
-def test_schema_declares_draft_07() -> None:
+def test_schema_is_a_valid_draft_07_schema_and_accepts_the_defaults() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    jsonschema.Draft7Validator.check_schema(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(defaults)]
+    assert not errors, errors
 
 
 def notes(helm4: str, *args: str) -> str:
@@ -63,6 +69,11 @@ def test_notes_warn_about_hpa_without_requests(helm4: str) -> None:
     text = notes(helm4, "--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
                  "--set", "redis.externalSecretName=aifactory-redis")  # fmt: skip
     assert "resources.requests.cpu is not set" in text
+
+
+def test_notes_warn_about_nginx_affinity_without_ingress(helm4: str) -> None:
+    text = notes(helm4, "--set", "ingress.terminalAffinity.enabled=true")
+    assert "has no effect while ingress.enabled=false" in text
 
 
 @pytest.mark.parametrize("example", ["laptop", "production", "hpa", "shared-redis-second-deployment"])

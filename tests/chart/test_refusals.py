@@ -136,6 +136,16 @@ SCHEMA_REFUSALS = {
         "podDisruptionBudget.maxUnavailable",
         "at '/podDisruptionBudget/maxUnavailable'",
     ),
+    "pdb-zero-would-block-drains": (
+        sets("podDisruptionBudget.maxUnavailable=0"),
+        "podDisruptionBudget.maxUnavailable",
+        "at '/podDisruptionBudget/maxUnavailable'",
+    ),
+    "empty-hosts": (
+        sets("ingress.enabled=true", "ingress.hosts=null"),
+        "hosts is required",
+        "missing property 'hosts'",
+    ),
     "required-deleted": (
         sets("replicaCount=null"),
         "replicaCount is required",
