@@ -82,8 +82,10 @@ class _Deaf(Exception):
 class _Everyso:
     """Log the first occurrence at once, then at most one summary per `interval` seconds."""
 
-    def __init__(self, level: int, interval: float = 60.0) -> None:
-        self.level, self.interval = level, interval
+    def __init__(
+        self, logger: logging.LoggerAdapter[logging.Logger], level: int, interval: float = 60.0
+    ) -> None:
+        self.logger, self.level, self.interval = logger, level, interval
         self._last = float("-inf")
         self._suppressed = 0
 
@@ -94,7 +96,7 @@ class _Everyso:
             return
         suffix = f" ({self._suppressed} more since last report)" if self._suppressed else ""
         self._last, self._suppressed = now, 0
-        log.log(self.level, msg + suffix, *args, **kwargs)
+        self.logger.log(self.level, msg + suffix, *args, **kwargs)
 
 
 class RedisBridge:
@@ -133,6 +135,8 @@ class RedisBridge:
         self.publish_timeout = publish_timeout
         self.max_batch = max_batch
 
+        # every record carries `replica` (this bridge's id), so in-process replicas can be told apart
+        self._log = logging.LoggerAdapter(log, {"replica": replica_id})
         self._state = "connecting"
         self._seq = 0
         self._outbound: deque[str] = deque()
@@ -148,9 +152,9 @@ class RedisBridge:
         self._node_cursor = 0
         self._probe_prefix = encode_probe(replica_id, 0).partition(',"nonce"')[0]
         self._publish_failures = 0
-        self._log_oversize = _Everyso(logging.WARNING)
-        self._log_bad = _Everyso(logging.WARNING)
-        self._log_remote_error = _Everyso(logging.ERROR)
+        self._log_oversize = _Everyso(self._log, logging.WARNING)
+        self._log_bad = _Everyso(self._log, logging.WARNING)
+        self._log_remote_error = _Everyso(self._log, logging.ERROR)
         m = self.metrics
         self._m_published = m.published
         self._m_oversize = m.oversize
@@ -305,7 +309,7 @@ class RedisBridge:
             try:
                 await pub.aclose()
             except Exception as exc:  # closing a broken client must not break the loop
-                log.debug("closing the Redis publisher failed: %s", self._scrub(exc))
+                self._log.debug("closing the Redis publisher failed: %s", self._scrub(exc))
 
     async def _cluster_candidates(self) -> list[tuple[str, int]]:
         """Nodes to subscribe through: the live topology when reachable, then the URL's seed hosts."""
@@ -316,7 +320,7 @@ class RedisBridge:
             await asyncio.wait_for(pub.initialize(), self.connect_timeout)
             found = sorted((n.host, n.port) for n in pub.get_nodes())
         except Exception as exc:
-            log.debug("cluster topology refresh failed: %s", self._scrub(exc))
+            self._log.debug("cluster topology refresh failed: %s", self._scrub(exc))
             await self._drop_publisher()
         seen: dict[tuple[str, int], None] = dict.fromkeys(found)
         seen.update(dict.fromkeys(self.target.hosts))
@@ -353,7 +357,7 @@ class RedisBridge:
             try:
                 await closer.aclose()
             except Exception as exc:
-                log.debug("closing the Redis subscriber failed: %s", self._scrub(exc))
+                self._log.debug("closing the Redis subscriber failed: %s", self._scrub(exc))
 
     # ------------------------------------------------------------------ subscriber
     async def _subscriber_loop(self) -> None:
@@ -366,9 +370,9 @@ class RedisBridge:
                 client, pubsub, where = await self._open_subscription()
                 if ever_connected:
                     self.metrics.reconnects.inc()
-                    log.info("Redis pub/sub reconnected (%s); cross-replica fan-out resumed", where)
+                    self._log.info("Redis pub/sub reconnected (%s); cross-replica fan-out resumed", where)
                 else:
-                    log.info("Redis pub/sub connected (%s)", where)
+                    self._log.info("Redis pub/sub connected (%s)", where)
                 ever_connected, attempt = True, 0
                 self._last_rx = time.monotonic()
                 self._probe_pending = None
@@ -379,7 +383,7 @@ class RedisBridge:
                 raise
             except _Deaf as exc:
                 self.metrics.deaf.inc()
-                log.warning(
+                self._log.warning(
                     "Redis subscriber is connected but deaf (%s); reconnecting — "
                     "own-replica delivery continues",
                     exc,
@@ -389,7 +393,7 @@ class RedisBridge:
                 )  # after a failover the publisher may be talking to the wrong node
             except Exception as exc:
                 if self._state == "connected":
-                    log.warning(
+                    self._log.warning(
                         "Redis connection lost (%s); reconnecting with backoff %gs → %gs — "
                         "own-replica delivery continues, other replicas miss events until it is back",
                         self._scrub(exc),
@@ -398,7 +402,7 @@ class RedisBridge:
                     )
                 elif not ever_connected and not startup_error_logged:
                     startup_error_logged = True
-                    log.error(
+                    self._log.error(
                         "Redis unreachable at startup (%s): %s — serving anyway with in-process delivery, "
                         "retrying with backoff %gs → %gs",
                         self.target.redacted(),
@@ -407,14 +411,14 @@ class RedisBridge:
                         self.backoff_max,
                     )
                 else:
-                    log.debug("Redis connect attempt %d failed: %s", attempt + 1, self._scrub(exc))
+                    self._log.debug("Redis connect attempt %d failed: %s", attempt + 1, self._scrub(exc))
                 if self.target.kind == "cluster":
                     self._node_cursor += 1  # try the next node
             await self._close_subscription(client, pubsub)
             self._set_state("reconnecting" if ever_connected else "connecting")
             delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
             attempt += 1
-            log.debug("next Redis connect attempt in %.2fs", delay)
+            self._log.debug("next Redis connect attempt in %.2fs", delay)
             await asyncio.sleep(delay)
 
     async def _listen(self, pubsub: Any) -> None:
@@ -467,7 +471,9 @@ class RedisBridge:
         # The sequence is per origin, not per audience: any local client may have missed something.
         n = self._deliver("broadcast", None, resync_frame(origin, missed))
         self.metrics.resync_gap.inc(n)
-        log.info("missed %d event(s) from replica %s; sent resync to %d local client(s)", missed, origin, n)
+        self._log.info(
+            "missed %d event(s) from replica %s; sent resync to %d local client(s)", missed, origin, n
+        )
 
     def _deliver(self, scope: str, target: str | None, frame: str) -> int:
         try:
@@ -498,11 +504,13 @@ class RedisBridge:
                         None  # that probe never left; do not count it against the subscriber
                     )
                 if self._publish_failures == 3 and self._state == "connected":
-                    log.warning(
+                    self._log.warning(
                         "publishing to Redis keeps failing (%s); events are dropped", self._scrub(exc)
                     )
                 else:
-                    log.debug("PUBLISH failed (%s); dropped %d envelope(s)", self._scrub(exc), len(batch))
+                    self._log.debug(
+                        "PUBLISH failed (%s); dropped %d envelope(s)", self._scrub(exc), len(batch)
+                    )
                 await self._drop_publisher()
                 continue
             self._publish_failures = 0

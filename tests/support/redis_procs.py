@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        # fmt: off
         args = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -44,6 +46,7 @@ class RedisServer:
             "--dir", str(self.workdir),
             "--logfile", str(self.workdir / "redis.log"),
         ]
+        # fmt: on
         if self.password:
             args += ["--requirepass", self.password]
         args += self.extra_args
@@ -66,6 +69,194 @@ class RedisServer:
             time.sleep(0.05)
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- Sentinel and Cluster (owner: bus engineer) ---------------------------------------------------------
+
+
+def redis_cli(port: int, *args: str, password: str | None = None, check: bool = True) -> str:
+    """Run one `redis-cli` command against 127.0.0.1:port and return its stdout (stripped)."""
+    cli = shutil.which("redis-cli")
+    if cli is None:  # make test installs redis-tools; a missing binary is a broken setup, not a skip
+        raise RuntimeError("redis-cli not found: run the tests through `make test`")
+    cmd = [cli, "-h", "127.0.0.1", "-p", str(port)]
+    if password:
+        cmd += ["--no-auth-warning", "-a", password]
+    done = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=30)
+    if check and (done.returncode != 0 or done.stdout.startswith("ERR")):
+        raise RuntimeError(f"redis-cli {' '.join(args[:2])} on :{port} failed: {done.stdout}{done.stderr}")
+    return done.stdout.strip()
+
+
+def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@dataclass
+class SentinelSetup:
+    """A real Sentinel deployment: one master, one replica and three `redis-server --sentinel` processes."""
+
+    service_name: str = "mymaster"
+    password: str | None = None
+    master: RedisServer | None = None
+    replica: RedisServer | None = None
+    sentinels: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sentinel_ports: list[int] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aif-sentinel-")))
+
+    def url(self, scheme: str = "redis+sentinel") -> str:
+        auth = f":{self.password}@" if self.password else ""
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"{scheme}://{auth}{hosts}/{self.service_name}/0"
+
+    def _auth_args(self) -> list[str]:
+        return ["--masterauth", self.password] if self.password else []
+
+    def start(self) -> SentinelSetup:
+        self.master = RedisServer(password=self.password, extra_args=self._auth_args()).start()
+        self.replica = RedisServer(
+            password=self.password,
+            extra_args=[*self._auth_args(), "--replicaof", "127.0.0.1", str(self.master.port)],
+        ).start()
+        _wait_until(
+            lambda: (
+                "master_link_status:up"
+                in redis_cli(self.replica.port, "INFO", "replication", password=self.password)
+            ),
+            "the replica to sync with the master",
+        )
+        for _ in range(3):
+            port = free_port()
+            conf = self.workdir / f"sentinel-{port}.conf"
+            lines = [
+                f"port {port}",
+                "bind 127.0.0.1",
+                f"dir {self.workdir}",
+                f"logfile {self.workdir / f'sentinel-{port}.log'}",
+                f"sentinel monitor {self.service_name} 127.0.0.1 {self.master.port} 2",
+                f"sentinel down-after-milliseconds {self.service_name} 1000",
+                f"sentinel failover-timeout {self.service_name} 5000",
+                f"sentinel parallel-syncs {self.service_name} 1",
+            ]
+            if self.password:
+                lines.append(f"sentinel auth-pass {self.service_name} {self.password}")
+            conf.write_text("\n".join(lines) + "\n")
+            proc = subprocess.Popen(
+                [redis_server_binary(), str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self.sentinels.append(proc)
+            self.sentinel_ports.append(port)
+            wait_for_port(port)
+        for port in self.sentinel_ports:
+            _wait_until(
+                lambda port=port: self._master_info(port).get("num-slaves") == "1",
+                f"sentinel :{port} to see the replica",
+            )
+        return self
+
+    def _master_info(self, port: int) -> dict[str, str]:
+        words = redis_cli(port, "SENTINEL", "MASTER", self.service_name).splitlines()
+        return dict(zip(words[::2], words[1::2], strict=False))
+
+    def master_port(self) -> int:
+        """The master's port according to the first sentinel."""
+        addr = redis_cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name)
+        return int(addr.splitlines()[1])
+
+    def failover(self) -> int:
+        """Force a failover (SENTINEL FAILOVER) and wait until every sentinel names the new master."""
+        old = self.master_port()
+        _wait_until(
+            lambda: redis_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.service_name) == "OK",
+            "SENTINEL FAILOVER to be accepted",
+        )
+        for port in self.sentinel_ports:
+            _wait_until(
+                lambda port=port: (
+                    int(
+                        redis_cli(
+                            port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name
+                        ).splitlines()[1]
+                    )
+                    != old
+                ),
+                f"sentinel :{port} to name the new master",
+            )
+        return self.master_port()
+
+    def server_on(self, port: int) -> RedisServer:
+        assert self.master is not None and self.replica is not None
+        return self.master if self.master.port == port else self.replica
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.sentinels.clear()
+        for server in (self.master, self.replica):
+            if server is not None:
+                server.stop()
+
+    def __enter__(self) -> SentinelSetup:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class ClusterSetup:
+    """A real Redis Cluster of `masters` masters (no replicas), built by `redis-cli --cluster create`."""
+
+    masters: int = 3
+    password: str | None = None
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    def url(self, scheme: str = "redis+cluster") -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"{scheme}://{auth}" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2])
+
+    def start(self) -> ClusterSetup:
+        for _ in range(self.masters):
+            node = RedisServer(password=self.password)
+            node.extra_args = ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+            node.extra_args += ["--cluster-config-file", str(node.workdir / "nodes.conf")]
+            node.extra_args += ["--cluster-node-timeout", "2000"]
+            if self.password:
+                node.extra_args += ["--masterauth", self.password]
+            self.nodes.append(node.start())
+        addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        create = ["--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"]
+        redis_cli(self.nodes[0].port, *create, password=self.password)
+        for node in self.nodes:
+            _wait_until(
+                lambda node=node: (
+                    "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO", password=self.password)
+                ),
+                f"cluster node :{node.port} to report cluster_state:ok",
+            )
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> ClusterSetup:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
