@@ -43,8 +43,7 @@
     $("signin-error").textContent = "";
     $("whoami").textContent = `${c.sub}${c.org ? " @ " + c.org : ""}${c.role ? " (" + c.role + ")" : ""}`;
     $("portal").hidden = false;
-    $("signin-form").querySelector("textarea").hidden = true;
-    $("signin-button").hidden = true;
+    $("signin").hidden = true;
     $("signout-button").hidden = false;
     connectEvents();
   }
@@ -141,6 +140,11 @@
     const id = taskId(ev);
     if (id === undefined) return;
     const row = taskRow(id, ev.name);
+    if (ev.replica && !row.dataset.replica) {
+      row.dataset.replica = ev.replica;
+      row.querySelector(".tname").title = `running on replica ${ev.replica}`;
+      row.querySelector(".tname").textContent += ` · ${String(ev.replica).slice(0, 8)}`;
+    }
     const bar = row.querySelector("progress");
     const status = row.querySelector(".tstatus");
     if (type === "task.progress") {

@@ -1,0 +1,113 @@
+"""Headless Chromium (Debian's, driven by Playwright; never a downloaded browser) through HAProxy.
+
+The portal page signs in with a token, lands its event socket on some replica B, and shows an event
+fired directly on another replica A; a task started from the page fills its progress bar to 100%; the
+terminal pane runs a command on the replica its affinity cookie pins. Screenshot: test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import Stack
+from tests.support.servers import http_json
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def browser() -> Iterator[BrowserContext]:
+    if not Path(CHROMIUM).is_file():  # `make test` installs Debian's chromium (SYSTEM_DEPS)
+        raise RuntimeError(f"{CHROMIUM} missing: run the tests through `make test`")
+    profile = tempfile.mkdtemp(prefix="aif-chromium-")  # a fresh --user-data-dir every time
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1200, "height": 860},
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def sign_in(page: Page, stack: Stack, token: str) -> str:
+    page.goto(stack.lb.http + "/")
+    page.fill("#token", token)
+    page.click("#signin-button")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#replica")).to_have_attribute("data-replica", re.compile(r".+"))
+    return page.locator("#replica").get_attribute("data-replica") or ""
+
+
+def test_portal_through_haproxy(stack: Stack, browser: BrowserContext) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    replica_b = sign_in(page, stack, stack.replicas.token("dana", org="org-d"))
+    ids = {s.readyz()[1]["replica"]: s for s in stack.replicas}
+    assert replica_b in ids
+
+    # an event fired directly on a different replica A reaches the page on B through Redis
+    replica_a = next(s for rid, s in ids.items() if rid != replica_b)
+    service = stack.replicas.token("firer", role="service")
+    event = {"type": "deploy.finished", "note": f"fired on {replica_a.name}"}
+    status, body = http_json(
+        "POST", replica_a.http + "/api/events", {"scope": "broadcast", "event": event}, service
+    )
+    assert status == 202 and body["replica"] != replica_b
+    expect(page.locator('#events li[data-type="deploy.finished"]')).to_contain_text(
+        f"fired on {replica_a.name}"
+    )
+
+    # a task started from the page (its POST is balanced to any replica) fills its progress bar
+    page.fill("#task-name", "nightly build")
+    page.click("#task-start")
+    row = page.locator("#tasks li").first
+    expect(row).to_have_attribute("data-percent", "100", timeout=20_000)
+    expect(row.locator(".tstatus")).to_have_text("100%")
+    assert row.locator("progress").evaluate("el => el.value") == 100
+
+    # the terminal pane: a real shell on the replica the affinity cookie pins
+    page.fill("#terminal-id", "dana-term")
+    page.click("#terminal-open")
+    expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
+    page.fill("#terminal-input", "echo hello-from-$AIFACTORY_REPLICA_ID")
+    page.press("#terminal-input", "Enter")
+    # the shell's answer, not the echoed command line: $AIFACTORY_REPLICA_ID expanded to a uuid
+    expect(page.locator("#terminal-output")).to_contain_text(
+        re.compile(r"hello-from-[0-9a-f]{8}-"), timeout=10_000
+    )
+    cookies = {c["name"]: c for c in browser.cookies(stack.lb.http)}
+    assert "aifactory-affinity" not in cookies, "the affinity cookie must not travel with / or /ws/events"
+    pinned = {c["name"]: c for c in browser.cookies(stack.lb.http + "/ws/terminal/dana-term")}
+    assert pinned["aifactory-affinity"]["path"] == "/ws/terminal"
+    assert pinned["aifactory-affinity"]["httpOnly"]
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "portal.png"), full_page=True)
+    expect(page.locator("#signin")).to_be_hidden()
+    assert errors == [], errors
