@@ -167,7 +167,8 @@ def test_password_never_leaks_even_unencoded(password: str, template: str) -> No
 def test_import_is_stdlib_only() -> None:
     """The validator imports the parser on its cold-start path: it must not pull in redis-py or prometheus."""
     heavy = "{'redis', 'prometheus_client', 'starlette'}"
-    code = f"import sys, aifactory.redis_url; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    code = "import sys, aifactory.redis_url\n"
+    code += f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
