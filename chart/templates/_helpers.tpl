@@ -125,6 +125,13 @@ with a stable [id]; docs/chart-refusals.md lists them and the validator reports 
 {{- end }}
 {{- end }}
 
+{{/* Checked here rather than by a schema pattern: schema errors echo the value, and a URL may hold a password. */}}
+{{- define "aifactory.validate.redisUrlInvalid" -}}
+{{- if and .Values.redis.enabled .Values.redis.url (not (regexMatch "^(rediss?|unix|rediss?\\+sentinel|rediss?\\+cluster)://\\S+$" (toString .Values.redis.url))) -}}
+[redis-url-invalid] redis.url is not a Redis URL: it must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// and contain no spaces (the value is not shown because it may contain a password). Fix redis.url, or better, put the URL in a Secret and set redis.externalSecretName.
+{{- end }}
+{{- end }}
+
 {{- define "aifactory.validate.hpaMinAboveMax" -}}
 {{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) -}}
 [hpa-min-above-max] autoscaling.minReplicas ({{ .Values.autoscaling.minReplicas }}) is greater than autoscaling.maxReplicas ({{ .Values.autoscaling.maxReplicas }}). Lower autoscaling.minReplicas or raise autoscaling.maxReplicas.
@@ -145,7 +152,7 @@ with a stable [id]; docs/chart-refusals.md lists them and the validator reports 
 {{/* Gather every refusal; fail once with all of them, one per line. */}}
 {{- define "aifactory.validate" -}}
 {{- $messages := list }}
-{{- range $check := list "redisSourceMissing" "redisSourceAmbiguous" "hpaMinAboveMax" "extraEnvReserved" }}
+{{- range $check := list "redisSourceMissing" "redisSourceAmbiguous" "redisUrlInvalid" "hpaMinAboveMax" "extraEnvReserved" }}
 {{- $msg := include (printf "aifactory.validate.%s" $check) $ | trim }}
 {{- if $msg }}{{ $messages = append $messages $msg }}{{ end }}
 {{- end }}

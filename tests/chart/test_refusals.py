@@ -33,6 +33,10 @@ REFUSALS = {
          "--set", "redis.externalSecretName=aifactory-redis"],
         ["Remove redis.url", "remove redis.externalSecretName", '"aifactory-redis"'],
     ),
+    "redis-url-invalid": (
+        sets("redis.enabled=true", "redis.url=http://:hunter2@redis:6379"),
+        ["redis.url is not a Redis URL", "rediss://", "redis.externalSecretName"],
+    ),
     "hpa-min-above-max": (
         sets("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"),
         ["autoscaling.minReplicas (5)", "autoscaling.maxReplicas (3)"],
@@ -125,7 +129,6 @@ SCHEMA_REFUSALS = {
         "ingress.websocketTimeoutSeconds",
         "at '/ingress/websocketTimeoutSeconds'",
     ),
-    "bad-url-scheme": (sets("redis.url=http://redis:6379"), "redis.url", "at '/redis/url'"),
     "bad-secret-name": (
         sets("redis.externalSecretName=Aifactory_Redis"),
         "redis.externalSecretName",
