@@ -178,9 +178,12 @@ def run(argv: list[str]) -> int:
         raise UsageError(f"bad --set: {exc}") from None
     findings = result.findings
     if args.render and not any(f.severity == "error" for f in findings):
-        from validator.render import render_and_check
+        from validator.render import RenderUsageError, render_and_check
 
-        findings = findings + render_and_check(args, chart, names)
+        try:
+            findings = findings + render_and_check(args, chart, names)
+        except RenderUsageError as exc:
+            raise UsageError(str(exc)) from None
     if args.strict:
         pipeline.apply_strict(findings)
     _emit(findings, names, args, chart.directory)

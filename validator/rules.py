@@ -1,7 +1,7 @@
 """Cross-field rules: one function per rule, each returning findings with a stable id.
 
-The first four mirror the chart's render-time refusals (`aifactory.validate` in _helpers.tpl) with the same
-ids and Go-template truthiness, so `helm template` fails exactly when one of them reports an error. The rest
+The chart-parity rules (CHART_RULES) mirror the chart's render-time refusals (`aifactory.validate` in
+_helpers.tpl) with the same ids and Go-template truthiness, so `helm template` fails exactly when one of them reports an error. The rest
 are multi-replica mistakes Helm cannot see. Rules read the merged values defensively: they also run when
 the schema failed, and must never crash on a wrong type.
 """
@@ -14,6 +14,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+CHART_RULES = (
+    "redis-source-missing",
+    "redis-source-ambiguous",
+    "redis-url-invalid",
+    "hpa-min-above-max",
+    "extra-env-reserved",
+)
 RESERVED_ENV = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
 TERMINAL_PATH = "/ws/terminal"
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -264,19 +271,52 @@ def redis_url_password(ctx: Context) -> Iterator[Finding]:
     )
 
 
-@rule("redis-url-invalid", ERROR, "redis.url does not parse as a REDIS_URL the server accepts")
+# The chart's regex (Go RE2: \S is ASCII-only, $ is end of text), applied to `toString .Values.redis.url`.
+_CHART_URL = r"^(rediss?|unix|rediss?\+sentinel|rediss?\+cluster)://[^\t\n\f\r ]+\Z"
+
+
+@rule("redis-url-invalid", ERROR, "redis.url is not a Redis URL (the chart's own shape check)")
 def redis_url_invalid(ctx: Context) -> Iterator[Finding]:
+    import re
+
+    url = ctx.get("redis", "url")
+    if not (truthy(ctx.get("redis", "enabled")) and truthy(url)):
+        return
+    if re.match(_CHART_URL, str(url)):
+        return
+    _, error = _parse(str(url))
+    yield Finding(
+        "redis-url-invalid",
+        ERROR,
+        "redis.url is not a Redis URL; the chart refuses to render"
+        + (f" ({error})" if error else " (it must start with a redis scheme and contain no spaces)"),
+        "use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// (docs/redis-url.md), "
+        "or better a Secret with key REDIS_URL and redis.externalSecretName",
+        "redis.url",
+        ctx.loc("redis", "url"),
+    )
+
+
+@rule(
+    "redis-url-rejected", ERROR, "redis.url has a Redis scheme but the server's REDIS_URL parser refuses it"
+)
+def redis_url_rejected(ctx: Context) -> Iterator[Finding]:
+    import re
+
     url = _redis_url(ctx)
     if not url:
         return
+    enabled = truthy(ctx.get("redis", "enabled"))
+    if enabled and not re.match(_CHART_URL, url):
+        return  # the chart refuses it already: reported as redis-url-invalid
     _, error = _parse(url)
     if error is None:
         return
-    enabled = truthy(ctx.get("redis", "enabled"))
     yield Finding(
-        "redis-url-invalid",
+        "redis-url-rejected",
         ERROR if enabled else WARNING,
-        f"redis.url would be refused by the server: {error}" + ("" if enabled else " (redis.enabled=false)"),
+        f"redis.url renders but the server would refuse it: {error}"
+        + ("" if enabled else " (redis.enabled=false for now)"),
         "fix the URL as the message says; syntax in docs/redis-url.md",
         "redis.url",
         ctx.loc("redis", "url"),

@@ -1,0 +1,146 @@
+"""Parity with the chart: for every case, `helm template` (Helm 3 and 4) fails exactly when the validator
+reports an error with one of the chart's refusal ids (same ids), and fails on the schema exactly when the
+validator reports a schema-* error."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHART, EXAMPLES, run_helm
+from tests.validator.helpers import EXTERNAL, REQUESTS, ROOT, ids, validate, write_values
+from validator.rules import CHART_RULES, RULES
+
+CHART_IDS = set(CHART_RULES)
+
+# name -> (values, extra --set expressions)
+CASES: dict[str, tuple[dict, list[str]]] = {
+    "defaults": ({}, []),
+    "redis-missing": ({"redis": {"enabled": True}}, []),
+    "redis-missing-empty-strings": ({"redis": {"enabled": True, "url": "", "externalSecretName": ""}}, []),
+    "redis-missing-null-url": ({"redis": {"enabled": True, "url": None}}, []),
+    "redis-external": (EXTERNAL, []),
+    "redis-inline": ({"redis": {"enabled": True, "url": "redis://redis.dev.svc:6379/0"}}, []),
+    "redis-ambiguous": (
+        {"redis": {"enabled": True, "url": "redis://r:6379/0", "externalSecretName": "aifactory-redis"}},
+        [],
+    ),
+    "redis-disabled-both-set": (
+        {"redis": {"enabled": False, "url": "redis://r:6379/0", "externalSecretName": "s"}},
+        [],
+    ),
+    "redis-set-only": ({}, ["redis.enabled=true"]),
+    "redis-set-null-deletes-secret": (EXTERNAL, ["redis.externalSecretName=null"]),
+    "hpa-min-above-max": (
+        {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}, **REQUESTS},
+        [],
+    ),
+    "hpa-min-above-max-disabled": (
+        {"autoscaling": {"enabled": False, "minReplicas": 5, "maxReplicas": 3}},
+        [],
+    ),
+    "hpa-min-equals-max": (
+        {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 3}, **REQUESTS},
+        [],
+    ),
+    "extra-env-reserved": (
+        {"extraEnv": [{"name": "REDIS_URL", "value": "x"}, {"name": "OK", "value": "1"}]},
+        [],
+    ),
+    "extra-env-fine": ({"extraEnv": [{"name": "FEATURE_X", "value": "1"}]}, []),
+    "all-refusals": (
+        {
+            "redis": {"enabled": True},
+            "autoscaling": {"minReplicas": 9, "maxReplicas": 2},
+            "extraEnv": [{"name": "PORT", "value": "1"}],
+        },
+        [],
+    ),
+    "schema-unknown-key": ({"redis": {"enabled": True, "externalSecret": "x"}}, []),
+    "schema-top-level-typo": ({"replicas": 3}, []),
+    "schema-type": ({"replicaCount": "three"}, []),
+    "schema-enum": ({"image": {"pullPolicy": "Sometimes"}}, []),
+    "redis-url-wrong-scheme": ({"redis": {"enabled": True, "url": "http://redis:6379"}}, []),
+    "redis-url-space": ({"redis": {"enabled": True, "url": "redis://a b:6379/0"}}, []),
+    "redis-url-trailing-newline": ({"redis": {"enabled": True, "url": "redis://r:6379/0\n"}}, []),
+    "redis-url-wrong-scheme-disabled": ({"redis": {"enabled": False, "url": "http://redis:6379"}}, []),
+    "redis-url-bad-port-renders": ({"redis": {"enabled": True, "url": "redis://r:99999/0"}}, []),
+    "redis-url-sentinel-no-service": ({"redis": {"enabled": True, "url": "redis+sentinel://s1:26379"}}, []),
+    "schema-range": ({"replicaCount": 1000}, []),
+    "schema-required-deleted": ({}, ["redis.enabled=null"]),
+    "schema-and-refusal": ({"replicaCount": "x", "redis": {"enabled": True}}, []),
+    "set-string-type": ({}, []),
+}
+CASES["set-string-type"] = ({}, ["--set-string", "replicaCount=3"])
+
+
+def _split(extra: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """extra -> (helm args, --set exprs, --set-string exprs)."""
+    args, sets, strings = [], [], []
+    it = iter(extra)
+    for item in it:
+        if item == "--set-string":
+            expr = next(it)
+            strings.append(expr)
+            args += ["--set-string", expr]
+        else:
+            sets.append(item)
+            args += ["--set", item]
+    return args, sets, strings
+
+
+def _helm_outcome(helm: str, values_file: Path, extra_args: list[str]) -> tuple[bool, set[str], bool]:
+    """(failed, refusal ids in the message, failed on the schema)."""
+    proc = run_helm(helm, "template", "aifactory", str(CHART), "-f", str(values_file), *extra_args)
+    err = proc.stderr
+    refusal_ids = set(re.findall(r"\[([a-z0-9-]+)\]", err)) & CHART_IDS
+    schema_failed = proc.returncode != 0 and "schema" in err.lower()
+    return proc.returncode != 0, refusal_ids, schema_failed
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_helm_fails_exactly_when_the_validator_reports_a_chart_refusal(
+    helm: str, case: str, tmp_path: Path
+) -> None:
+    values, extra = CASES[case]
+    values_file = write_values(tmp_path, values)
+    helm_args, sets, strings = _split(extra)
+    findings = validate(values, sets=sets, set_strings=strings)
+    errors = ids(findings, "error")
+    schema_errors = {i for i in errors if i.startswith("schema-")}
+    failed, helm_ids, helm_schema = _helm_outcome(helm, values_file, helm_args)
+
+    assert helm_schema == bool(schema_errors), (case, errors, helm_schema)
+    if not schema_errors:  # templates (and so the refusals) only run once the schema passed
+        assert helm_ids == errors & CHART_IDS, (case, helm_ids, errors)
+        assert failed == bool(errors & CHART_IDS), (case, errors)
+    else:
+        assert failed
+
+
+def test_the_matrix_covers_every_chart_refusal() -> None:
+    covered = set()
+    for values, extra in CASES.values():
+        _, sets, strings = _split(extra)
+        covered |= ids(validate(values, sets=sets, set_strings=strings)) & CHART_IDS
+    assert covered == CHART_IDS
+
+
+def test_the_validator_knows_every_refusal_the_chart_documents() -> None:
+    documented = set(
+        re.findall(r"^\| `([a-z0-9-]+)` \|", (ROOT / "docs/chart-refusals.md").read_text(), re.M)
+    )
+    assert documented, "docs/chart-refusals.md lists no ids"
+    assert documented == CHART_IDS
+    assert {r.id for r in RULES} >= CHART_IDS
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_is_valid_for_helm_and_the_validator(helm: str, example: str) -> None:
+    path = EXAMPLES / example
+    errors = ids(validate(path.read_text()), "error")
+    assert errors == set(), (example, errors)
+    proc = run_helm(helm, "template", "aifactory", str(CHART), "-f", str(path))
+    assert proc.returncode == 0, proc.stderr
