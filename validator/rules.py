@@ -1,9 +1,9 @@
 """Cross-field rules: one function per rule, each returning findings with a stable id.
 
 The chart-parity rules (CHART_RULES) mirror the chart's render-time refusals (`aifactory.validate` in
-_helpers.tpl) with the same ids and Go-template truthiness, so `helm template` fails exactly when one of them reports an error. The rest
-are multi-replica mistakes Helm cannot see. Rules read the merged values defensively: they also run when
-the schema failed, and must never crash on a wrong type.
+_helpers.tpl) with the same ids and Go-template truthiness, so `helm template` fails exactly when one of
+them reports an error. The rest are multi-replica mistakes Helm cannot see. Rules read the merged values
+defensively: they also run when the schema failed, and must never crash on a wrong type.
 """
 
 from __future__ import annotations
