@@ -73,6 +73,17 @@ CASES: dict[str, list[str]] = {
             "ingress.terminalAffinity.controller=traefik",
             "ingress.terminalAffinity.cookieName=pin",
             "string:service.annotations.team=web",
+            "string:service.annotations.traefik\\.ingress\\.kubernetes\\.io/service\\.sticky\\.cookie\\.samesite=strict",
+        ),
+    ],
+    "user-annotations-override": [
+        "-f",
+        str(EXAMPLES / "production.yaml"),
+        *sets(
+            "string:ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-read-timeout=120",
+            "string:podLabels.app\\.kubernetes\\.io/name=not-the-selector",
+            "string:podLabels.team=web",
+            "string:podAnnotations.prometheus\\.io/scrape=true",
         ),
     ],
     "existing-auth-reloader": [*EXTERNAL, *sets("auth.existingSecret=my-auth", "reloader.enabled=true")],

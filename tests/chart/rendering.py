@@ -11,6 +11,21 @@ from tests.chart.cases import template_args
 from tests.conftest import run_helm
 
 Rendered = list[dict[str, Any]]
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader refusing duplicate mapping keys (PyYAML keeps the last silently; the API server refuses)."""
+
+
+def _no_duplicates(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {duplicates}", node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 _CACHE: dict[tuple[str, str], Rendered] = {}
 
 
@@ -20,7 +35,7 @@ def render(helm_bin: str, case: str) -> Rendered:
     if key not in _CACHE:
         proc = run_helm(helm_bin, *template_args(case))
         assert proc.returncode == 0, f"{Path(helm_bin).parent.name} refused case {case}:\n{proc.stderr}"
-        _CACHE[key] = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+        _CACHE[key] = [doc for doc in yaml.load_all(proc.stdout, Loader=StrictLoader) if doc]
     return _CACHE[key]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
+import yaml
 
 from tests.chart.cases import CASES, INLINE_URL
-from tests.chart.rendering import by_kind, container, env, named, one, pod_spec, render
+from tests.chart.rendering import StrictLoader, by_kind, container, env, named, one, pod_spec, render
 
 MANAGED_ENV = {"PORT", "LOG_LEVEL", "REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET"}
 
@@ -93,6 +94,12 @@ def test_ingress_routes_every_path_once_per_host(helm: str, case: str) -> None:
                 routes.setdefault(rule["host"], []).append(path["path"])
     for host, paths in routes.items():
         assert sorted(paths) == ["/", "/ws/events", "/ws/terminal"], f"{host}: {paths}"
+
+
+def test_renders_are_parsed_with_duplicate_keys_refused() -> None:
+    """Every render above goes through this loader, so a duplicated annotation key fails the matrix."""
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate keys"):
+        yaml.load("metadata:\n  annotations:\n    a: '1'\n    a: '2'\n", Loader=StrictLoader)
 
 
 # ---------------------------------------------------------------- specific cases
@@ -226,9 +233,24 @@ def test_traefik_terminal_affinity_lives_on_the_service(helm: str) -> None:
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.name"] == "pin"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.path"] == "/ws/terminal"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.httponly"] == "true"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.samesite"] == "strict", "user value wins"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"] == "false", "no TLS configured"
     names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
     assert names == ["aifactory", "aifactory-ws"], "traefik needs no separate terminal Ingress"
+
+
+def test_user_annotations_override_generated_ones_but_not_selector_labels(helm: str) -> None:
+    objs = render(helm, "user-annotations-override")
+    for name in ("aifactory", "aifactory-ws", "aifactory-terminal"):
+        annotations = named(objs, "Ingress", name)["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "120"
+    terminal = named(objs, "Ingress", "aifactory-terminal")["metadata"]["annotations"]
+    assert terminal["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "3600"
+    assert terminal["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    template = one(objs, "Deployment")["spec"]["template"]["metadata"]
+    assert template["labels"]["app.kubernetes.io/name"] == "aifactory", "selector labels cannot be overridden"
+    assert template["labels"]["team"] == "web"
+    assert template["annotations"] == {"prometheus.io/scrape": "true"}
 
 
 def test_existing_auth_secret_and_reloader(helm: str) -> None:
