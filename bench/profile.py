@@ -6,6 +6,7 @@ import collections
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def summarize_raw(text: str, duration: float, top: int = 12) -> dict[str, Any]:
 
 def profile_phase(bench: Bench, rate: float, duration: float) -> tuple[Run, dict[str, Any]]:
     """Run one phase while py-spy samples replica A and the last replica; returns the run + summaries."""
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise RuntimeError("py-spy not found: it comes with the bench extra (pip install -e '.[bench]')")
     outdir = Path(tempfile.mkdtemp(prefix="aif-prof-"))

@@ -1,0 +1,179 @@
+"""Faults under load: kill Redis and restart it, kill one replica, fail over a Sentinel master.
+
+While a firer sends numbered broadcasts to replica A at a fixed rate, sockets on every replica record
+what arrives. Per fault we report: events lost for the clients of the firing replica (goal 0: local
+delivery never depends on Redis), cross-replica events missed during the outage (at-most-once, no
+replay), time from healing the fault to the first event fired after the fault reaching replica C,
+and that every server that was not killed on purpose is still alive, with its RSS before and after.
+Shared by tests/e2e/test_faults.py (short) and `make soak` (longer, prints a table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.procs import rss_kib
+from tests.support.servers import ServerSet
+
+
+@dataclass
+class FaultResult:
+    """What one fault did to the load; times are seconds."""
+
+    name: str
+    fired: int
+    accepted: int
+    lost_local: int  # accepted on A but missing on one of A's sockets (worst socket)
+    missed_cross: int  # accepted on A but missing on C (worst socket): the outage window
+    lost_after_resume: int  # missing on C among events fired after fan-out resumed (must be 0)
+    resume_s: float | None  # heal → first post-fault event at C; None if it never resumed
+    alive: list[bool]
+    rss_before_kib: list[int]
+    rss_after_kib: list[int]
+    notes: list[str] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        growth = [a - b for a, b in zip(self.rss_after_kib, self.rss_before_kib, strict=True)]
+        return {
+            "fault": self.name,
+            "fired": self.fired,
+            "accepted": self.accepted,
+            "lost_local": self.lost_local,
+            "missed_cross": self.missed_cross,
+            "lost_after_resume": self.lost_after_resume,
+            "resume_s": None if self.resume_s is None else round(self.resume_s, 2),
+            "alive": all(self.alive),
+            "rss_growth_kib": max(growth) if growth else 0,
+        }
+
+
+class Receiver:
+    """Sockets on one replica; records (n, arrival time) per socket for `load` events."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self.url, self.count = url, count
+        self.got: list[dict[int, float]] = [{} for _ in range(count)]
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        ready = [asyncio.Event() for _ in range(self.count)]
+        self.tasks = [asyncio.create_task(self._one(session, i, ready[i])) for i in range(self.count)]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+
+    async def _one(self, session: aiohttp.ClientSession, i: int, ready: asyncio.Event) -> None:
+        async with session.ws_connect(self.url, heartbeat=None) as ws:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                ev = msg.json()
+                if ev.get("type") == "hello":
+                    ready.set()
+                elif ev.get("type") == "load":
+                    self.got[i][ev["n"]] = time.monotonic()
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def run_fault(
+    name: str,
+    servers: ServerSet,
+    heal: Callable[[], float],
+    *,
+    rate: float = 20.0,
+    before: float = 2.0,
+    after: float = 4.0,
+    sockets: int = 3,
+    wait_resume: float = 31.0,
+    receive_on: int = 2,
+) -> FaultResult:
+    """Fire on replica 0; after `before` s run `heal()` in a thread (it breaks and repairs something and
+    returns the monotonic time it was repaired); keep firing until fan-out resumed + `after` s."""
+    a, c = servers[0], servers[receive_on]
+    token = servers.token("load-watcher", org="org-load")
+    service = servers.token("load-firer", role="service")
+    fired: dict[int, float] = {}
+    accepted: set[int] = set()
+    rss_before = [rss_kib(s.proc.pid) for s in servers if s.proc]
+    async with aiohttp.ClientSession() as session:
+        recv_a = Receiver(a.ws_url("/ws/events", token), sockets)
+        recv_c = Receiver(c.ws_url("/ws/events", token), sockets)
+        await recv_a.start(session)
+        await recv_c.start(session)
+        headers = {"Authorization": f"Bearer {service}"}
+        stop = asyncio.Event()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def fire_one(n: int) -> None:
+            fired[n] = time.monotonic()
+            body = {"scope": "broadcast", "event": {"type": "load", "n": n}}
+            try:
+                async with session.post(a.http + "/api/events", json=body, headers=headers) as resp:
+                    if resp.status == 202:
+                        accepted.add(n)
+            except aiohttp.ClientError:
+                pass
+
+        async def firer() -> None:
+            start = time.monotonic()
+            n = 0
+            while not stop.is_set():
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                t = asyncio.create_task(fire_one(n))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
+                n += 1
+
+        fire_task = asyncio.create_task(firer())
+        await asyncio.sleep(before)
+        t_fault = time.monotonic()
+        t_healed = await asyncio.to_thread(heal)
+        # wait for the first event fired after the fault began to reach every socket on C
+        resume_at: float | None = None
+        deadline = t_healed + wait_resume
+        while time.monotonic() < deadline:
+            arrivals = [
+                min((t for n, t in g.items() if fired.get(n, 0) >= t_fault), default=None) for g in recv_c.got
+            ]
+            if all(x is not None for x in arrivals):
+                resume_at = max(x for x in arrivals if x is not None)
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(after)
+        stop.set()
+        await fire_task
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.sleep(1.0)  # drain
+        await recv_a.stop()
+        await recv_c.stop()
+
+    lost_local = max(len(accepted - set(g)) for g in recv_a.got)
+    missed_cross = max(len(accepted - set(g)) for g in recv_c.got)
+    lost_after = 0
+    if resume_at is not None:
+        later = {n for n in accepted if fired[n] > resume_at}
+        lost_after = max(len(later - set(g)) for g in recv_c.got)
+    alive = [s.proc is not None and s.proc.poll() is None for s in servers]
+    rss_after = [rss_kib(s.proc.pid) if ok and s.proc else 0 for s, ok in zip(servers, alive, strict=True)]
+    return FaultResult(
+        name=name,
+        fired=len(fired),
+        accepted=len(accepted),
+        lost_local=lost_local,
+        missed_cross=missed_cross,
+        lost_after_resume=lost_after,
+        resume_s=None if resume_at is None else max(0.0, resume_at - t_healed),
+        alive=alive,
+        rss_before_kib=rss_before,
+        rss_after_kib=rss_after,
+    )

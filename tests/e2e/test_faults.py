@@ -1,0 +1,105 @@
+"""Faults under load (short versions; `make soak` runs longer ones and prints a table).
+
+Numbered broadcasts are fired at replica A at a fixed rate while sockets on A and C record arrivals.
+For each fault: A's own clients lose nothing, cross-replica fan-out resumes by itself within the spec's
+bound (the pending backoff step, never more than 31 s), nothing is lost after it resumed, and every
+server not killed on purpose is alive with bounded RSS growth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bench.faults import FaultResult, run_fault
+from tests.support.redis_procs import RedisServer, SentinelSetup
+from tests.support.servers import ServerSet, start_servers
+
+# Real 1 s first backoff step; the cap is shortened so a test never waits through a 30 s step.
+ENV = {"AIFACTORY_REDIS_BACKOFF_MAX": "4"}
+MAX_RSS_GROWTH_KIB = 64 * 1024
+
+
+def check(result: FaultResult) -> None:
+    print(result.row())
+    assert result.accepted > 0 and result.accepted == result.fired, (
+        "a publish failure must not fail the request"
+    )
+    assert result.lost_local == 0, "clients of the firing replica never depend on Redis"
+    assert result.resume_s is not None, "cross-replica fan-out must resume by itself"
+    assert result.lost_after_resume == 0
+    assert all(result.alive), "no server may die"
+    growth = max(a - b for a, b in zip(result.rss_after_kib, result.rss_before_kib, strict=True))
+    assert growth < MAX_RSS_GROWTH_KIB, f"RSS grew by {growth} KiB"
+
+
+@pytest.fixture
+def redis_and_replicas() -> Iterator[tuple[RedisServer, ServerSet]]:
+    redis = RedisServer().start()
+    servers = None
+    try:
+        servers = start_servers(3, redis_url=redis.url, extra_env=ENV)
+        for s in servers:
+            s.wait_bridge("connected")
+        yield redis, servers
+    finally:
+        if servers is not None:
+            servers.stop()
+        redis.stop()
+
+
+async def test_kill_redis_and_restart(redis_and_replicas: tuple[RedisServer, ServerSet]) -> None:
+    redis, servers = redis_and_replicas
+
+    def heal() -> float:
+        redis.stop()
+        time.sleep(2.0)
+        redis.start()
+        return time.monotonic()
+
+    result = await run_fault("kill redis 2 s", servers, heal)
+    check(result)
+    assert result.missed_cross > 0, "events fired while Redis was down cannot cross replicas (at-most-once)"
+    assert result.resume_s is not None and result.resume_s <= 4.5, (
+        "within the pending backoff step (cap 4 s here)"
+    )
+
+
+async def test_kill_one_replica(redis_and_replicas: tuple[RedisServer, ServerSet]) -> None:
+    _redis, servers = redis_and_replicas
+    b = servers[1]
+
+    def heal() -> float:
+        assert b.proc is not None
+        b.proc.kill()
+        b.proc.wait()
+        time.sleep(1.0)
+        b.start()
+        b.wait_ready()
+        b.wait_bridge("connected")
+        return time.monotonic()
+
+    result = await run_fault("kill replica B", servers, heal)
+    check(result)
+    assert result.missed_cross == 0, "losing replica B does not interrupt A → C"
+
+
+async def test_sentinel_failover() -> None:
+    with SentinelSetup() as sentinel:
+        servers = start_servers(3, redis_url=sentinel.url(), extra_env=ENV)
+        try:
+            for s in servers:
+                s.wait_bridge("connected")
+            old = sentinel.master_port()
+
+            def heal() -> float:
+                sentinel.failover()
+                return time.monotonic()
+
+            result = await run_fault("sentinel failover", servers, heal, after=3.0)
+            assert sentinel.master_port() != old
+            check(result)
+        finally:
+            servers.stop()
