@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def render(helm_bin: str, case: str) -> Rendered:
         assert proc.returncode == 0, f"{Path(helm_bin).parent.name} refused case {case}:\n{proc.stderr}"
         _CACHE[key] = [doc for doc in yaml.load_all(proc.stdout, Loader=StrictLoader) if doc]
     return _CACHE[key]
+
+
+@functools.cache
+def helm_major(helm_bin: str) -> int:
+    """Major version of a helm binary (3 validates schemas with gojsonschema, 4 with santhosh-tekuri)."""
+    proc = run_helm(helm_bin, "version", "--short", check=True)
+    return int(proc.stdout.strip().lstrip("v").split(".")[0])
 
 
 def by_kind(objs: Rendered, kind: str) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tests.chart.cases import EXAMPLE_FILES
-from tests.conftest import CHART, ROOT, run_helm
+from tests.chart.rendering import helm_major
+from tests.conftest import CHART, HELM_BINARIES, ROOT, run_helm
 
 QUOTED_LOG_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
 
@@ -116,3 +117,8 @@ def test_docs_check_mode_exits_nonzero_when_stale(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(copy), "--check"], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "stale" in proc.stderr
+
+
+def test_the_matrix_really_covers_helm_3_and_helm_4() -> None:
+    """Schema engines differ between majors (gojsonschema vs santhosh-tekuri): both must be exercised."""
+    assert sorted(helm_major(HELM_BINARIES[name]) for name in HELM_BINARIES) == [3, 4]
