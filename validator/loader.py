@@ -101,6 +101,8 @@ def load(text: str, source: str) -> Loaded:
     """Parse YAML text into (values, positions, findings); raise LoadError when the file is unusable."""
     root, findings = _compose(text, source)
     positions = Positions()
+    if root is not None and root.kind == _SCALAR and root.tag == _TAG + "null":
+        root = None  # `---` alone or `~`: Helm reads no values, like an empty file
     if root is None:
         findings.append(
             Finding(
@@ -240,6 +242,13 @@ def _compose(text: str, source: str) -> tuple[_Node | None, list[Finding]]:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
+        if "nesting depth" in problem:  # libyaml's own bound, hit before ours on flow collections
+            raise LoadError(
+                "yaml-too-deep",
+                f"values nest deeper than YAML's parser allows: {problem}",
+                "flatten the values; the chart's values are a few levels deep",
+                _mark_loc(source, mark),
+            ) from None
         raise LoadError(
             "yaml-invalid",
             f"invalid YAML: {problem}{context}",
