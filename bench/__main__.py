@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -160,14 +162,17 @@ def cold_start() -> list[str]:
         if exc.name != "bench.cold_start":
             raise
         return ["bench/cold_start.py is not present in this checkout; nothing measured."]
-    result = cs.main()
-    if isinstance(result, list):
-        return [str(x) for x in result]
-    return (
-        [f"See the output above (`bench.cold_start.main()` returned {result!r})."]
-        if result not in (None, 0)
-        else ["Printed above by `bench.cold_start.main()`."]
-    )
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cs.main([])
+    print(buf.getvalue(), end="", flush=True)
+    return [
+        "Output of `bench.cold_start.main()` in the same run" + ("" if rc == 0 else f" (exit {rc})") + ":",
+        "",
+        "```",
+        *buf.getvalue().rstrip().splitlines(),
+        "```",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
