@@ -90,13 +90,15 @@ class _Parser:
             data[name] = self.value(sub)
             return self.pos < len(self.text)
         if stop == ".":
-            inner = data.get(name)
-            if not isinstance(inner, dict):
-                inner = {}
+            inner = data.get(name, {})
+            if not isinstance(inner, dict):  # Helm: "interface conversion: ... not map[string]interface {}"
+                raise SetError(f"{format_path(sub)!r} is already set to a {_go_type(inner)}, not a map")
             data[name] = inner
             return self.key(inner, sub, level + 1)
-        existing = data.get(name)
-        data[name] = self.index(existing if isinstance(existing, list) else [], sub, level)
+        existing = data.get(name, [])
+        if not isinstance(existing, list):
+            raise SetError(f"{format_path(sub)!r} is already set to a {_go_type(existing)}, not a list")
+        data[name] = self.index(existing, sub, level)
         return self.pos < len(self.text)
 
     def value(self, path: tuple) -> object:
@@ -146,11 +148,23 @@ class _Parser:
             items[idx] = inner
             self.key(inner, sub, level + 1)
         elif char == "[":
-            inner_list = items[idx] if isinstance(items[idx], list) else []
+            inner_list = [] if items[idx] is None else items[idx]
+            if not isinstance(inner_list, list):
+                raise SetError(f"{format_path(sub)!r} is already set to a {_go_type(inner_list)}, not a list")
             items[idx] = self.index(inner_list, sub, level + 1)
         else:
             raise SetError(f"unexpected {char!r} after {format_path(sub)!r}; expected '=', '.' or '['")
         return items
+
+
+def _go_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "map"}.get(type(value), type(value).__name__)
 
 
 def parse_into(expr: str, data: dict, positions: Positions, *, as_string: bool = False) -> None:
