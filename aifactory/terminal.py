@@ -43,6 +43,30 @@ def _make_controlling_tty() -> None:  # runs in the child between fork and exec
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _session_members(sid: int) -> list[int]:
+    """Pids in session `sid` (the shell's): background jobs live in their own process groups."""
+    members = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # fields after "comm)": state ppid pgrp session ...
+            members.append(int(entry))
+    return members
+
+
+def _signal_session(sid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(sid, sig)
+    for pid in _session_members(sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -296,11 +320,11 @@ class TerminalManager:
         with contextlib.suppress(OSError):
             os.close(term.master)
         for sig in (signal.SIGHUP, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(term.pid, sig)
+            _signal_session(term.pid, sig)
             try:
                 await asyncio.wait_for(term.proc.wait(), timeout=2.0)
                 break
             except TimeoutError:
                 continue
+        _signal_session(term.pid, signal.SIGKILL)  # background jobs that ignored the hangup
         log.info("terminal %s of %s closed (%s); pid %d reaped", term.id, term.owner, reason, term.pid)

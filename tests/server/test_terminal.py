@@ -1,0 +1,177 @@
+"""/ws/terminal/{id}: a real PTY shell per user, refused to others, reattachable briefly, always reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.server.wsclient import refused
+from tests.support.servers import ServerSet, start_servers
+
+pytestmark = pytest.mark.timeout(90)
+
+WAIT = 20.0
+
+
+@pytest.fixture(scope="module")
+def term_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
+    servers = start_servers(
+        1,
+        workdir=tmp_path_factory.mktemp("term"),
+        extra_env={"AIFACTORY_TERMINAL_GRACE_SECONDS": "1", "AIFACTORY_TERMINAL_SHELL": "/bin/sh"},
+    )
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+async def read_until(ws: ClientConnection, pattern: str, seen: list[str] | None = None) -> re.Match[str]:
+    """Read output frames until `pattern` matches the accumulated text."""
+    seen = seen if seen is not None else []
+
+    async def loop() -> re.Match[str]:
+        while True:
+            seen.append(await ws.recv())
+            found = re.search(pattern, "".join(seen))
+            if found:
+                return found
+
+    try:
+        return await asyncio.wait_for(loop(), WAIT)
+    except TimeoutError:
+        raise AssertionError(
+            f"{pattern!r} never appeared in the terminal output: {''.join(seen)!r}"
+        ) from None
+
+
+async def shell_pid(ws: ClientConnection) -> int:
+    tag = uuid.uuid4().hex[:8]
+    await ws.send(f"echo pid-{tag}-$$-end\n")
+    return int((await read_until(ws, rf"pid-{tag}-(\d+)-end"))[1])
+
+
+def wait_reaped(pid: int) -> None:
+    """The server reaped the shell: not even a zombie is left with that pid."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"shell pid {pid} still exists (not killed or not reaped)")
+
+
+def wait_dead(pid: int) -> None:
+    """A process that is not our child is gone or at least a zombie (killed, waiting for init to reap it)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"background job {pid} survived its terminal")
+
+
+def term_url(server: ServerSet, term: str, user: str) -> str:
+    return server[0].ws_url(f"/ws/terminal/{term}", token=server.token(user, "org-a"))
+
+
+async def test_owner_gets_a_real_pty_shell_without_the_servers_secrets(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-real", "alice")) as ws:
+        await ws.send(
+            "tty; echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
+        )
+        seen: list[str] = []
+        await read_until(ws, r"/dev/pts/\d+", seen)
+        await read_until(ws, r"sum-42 \[none\] user=alice", seen)
+
+
+async def test_another_user_is_refused_the_terminal(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-owned", "alice")) as ws:
+        await shell_pid(ws)
+        code, reason = await refused(term_url(term_server, "t-owned", "mallory"))
+        assert code == 1008 and "another user" in reason
+        await ws.send("echo still-mine\n")
+        await read_until(ws, r"(?m)^still-mine")
+
+
+async def test_same_user_reattaches_within_grace_and_sees_the_same_shell(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-back", "alice")) as ws:
+        pid = await shell_pid(ws)
+        await ws.send("export MARK=kept\n")
+    async with connect(term_url(term_server, "t-back", "alice")) as ws:
+        seen: list[str] = []
+        await read_until(ws, rf"pid-\w+-{pid}-end", seen)  # recent output replayed on reattach
+        assert await shell_pid(ws) == pid
+        await ws.send("echo mark=$MARK\n")
+        await read_until(ws, "mark=kept")
+    wait_reaped(pid)
+
+
+async def test_disconnect_closes_and_reaps_the_shell_after_grace(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-gone", "alice")) as ws:
+        pid = await shell_pid(ws)
+        await ws.send("sleep 1000 & echo bg-$!-end\n")
+        background = int((await read_until(ws, r"bg-(\d+)-end"))[1])
+    wait_reaped(pid)
+    wait_dead(background)
+    term_server[0].wait_for_log(
+        f"terminal t-gone of alice closed (client did not reconnect); pid {pid} reaped"
+    )
+
+
+async def test_exit_closes_the_socket_normally_and_reaps(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-exit", "alice")) as ws:
+        pid = await shell_pid(ws)
+        await ws.send("exit\n")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "terminal closed: shell exited")
+    wait_reaped(pid)
+
+
+async def test_a_second_connection_takes_over_the_first(term_server: ServerSet) -> None:
+    async with connect(term_url(term_server, "t-take", "alice")) as first:
+        pid = await shell_pid(first)
+        async with connect(term_url(term_server, "t-take", "alice")) as second:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(read_until(first, "never-printed"), WAIT)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            assert await shell_pid(second) == pid
+
+
+async def test_invalid_terminal_id_is_refused(term_server: ServerSet) -> None:
+    code, _ = await refused(term_url(term_server, "x" * 65, "alice"))
+    assert code == 1008
+
+
+async def test_idle_terminal_is_closed_and_reaped(tmp_path_factory: pytest.TempPathFactory) -> None:
+    servers = start_servers(
+        1,
+        workdir=tmp_path_factory.mktemp("idle"),
+        extra_env={"AIFACTORY_TERMINAL_IDLE_SECONDS": "1", "AIFACTORY_TERMINAL_SHELL": "/bin/sh"},
+    )
+    try:
+        async with connect(term_url(servers, "t-idle", "alice")) as ws:
+            pid = await shell_pid(ws)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.reason == "terminal closed: idle timeout"
+        wait_reaped(pid)
+    finally:
+        servers.stop()
