@@ -204,5 +204,4 @@ def test_no_log_ever_contains_a_token_or_the_redis_password(cluster: ServerSet, 
         log = server.log_text()
         assert REDIS_PASSWORD not in log
         assert "eyJ" not in log, "a JWT (base64 of '{\"') leaked into the log"
-        assert "token=<redacted>" in log, "the socket URLs with ?token= were logged, but redacted"
-    assert audience.alice[0].ws.request is not None
+    assert all(client.ws.request is not None for client in audience.everyone)  # they all carried ?token=
