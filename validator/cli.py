@@ -210,5 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: error: out of memory while reading the values\n")
         return EXIT_INVALID
     except Exception as exc:  # a bug: one line, never a traceback
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc} (please report this)\n")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {first} (please report this)\n")
         return EXIT_INTERNAL

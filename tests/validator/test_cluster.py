@@ -1,0 +1,242 @@
+"""--cluster smoke check against a local HTTP server that serves the few Kubernetes API endpoints the check
+uses (no cluster runs here): Deployment/HPA lists, the REDIS_URL Secret, the pod list and pod logs. The
+real `kubernetes` client talks to it through a kubeconfig, in a real CLI process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.validator.helpers import run_cli
+
+NS = "aifactory"
+SELECTOR = "app.kubernetes.io/instance=aifactory,app.kubernetes.io/component=web"
+UUIDS = [
+    "0b6f5c1e-1111-4a7e-9a57-6f1f4c1b0001",
+    "0b6f5c1e-2222-4a7e-9a57-6f1f4c1b0002",
+    "0b6f5c1e-3333-4a7e-9a57-6f1f4c1b0003",
+]
+PASSWORD = "pw-never-printed"
+
+
+def enabled_line(uuid: str, channel: str = "aifactory:events") -> str:
+    return f"INFO aifactory.bus: Redis pub/sub enabled — replica {uuid} on channel '{channel}'\n"
+
+
+DISABLED_LINE = "INFO aifactory.bus: Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only\n"
+
+
+def deployment(replicas: int, redis_secret: str | None = "aifactory-redis") -> dict:
+    env = [{"name": "PORT", "value": "8000"}]
+    if redis_secret:
+        env.append(
+            {"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": redis_secret, "key": "REDIS_URL"}}}
+        )
+    return {
+        "metadata": {"name": "aifactory", "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "aifactory"}},
+            "template": {"spec": {"containers": [{"name": "server", "image": "x", "env": env}]}},
+        },
+        "status": {"replicas": replicas, "readyReplicas": replicas},
+    }
+
+
+class Cluster:
+    """What the fake API server serves; tests edit it per scenario."""
+
+    def __init__(self) -> None:
+        self.deployments = [deployment(3)]
+        self.hpas: list[dict] = []
+        self.secrets = {
+            "aifactory-redis": {
+                "REDIS_URL": base64.b64encode(f"redis://:{PASSWORD}@r:6379/0".encode()).decode()
+            }
+        }
+        self.logs = {f"aifactory-{i}": "starting\n" + enabled_line(u) for i, u in enumerate(UUIDS)}
+        self.requests: list[tuple[str, str]] = []
+
+
+def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def send(self, status: int, body: object, content_type: str = "application/json") -> None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            query = parse_qs(url.query)
+            cluster.requests.append(("GET", self.path))
+            parts = url.path.strip("/").split("/")
+            if query.get("labelSelector", [SELECTOR])[0] != SELECTOR:
+                return self.send(400, {"kind": "Status", "code": 400, "message": "unexpected selector"})
+            if url.path == f"/apis/apps/v1/namespaces/{NS}/deployments":
+                return self.send(
+                    200, {"kind": "DeploymentList", "apiVersion": "apps/v1", "items": cluster.deployments}
+                )
+            if url.path == f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers":
+                return self.send(200, {"kind": "HorizontalPodAutoscalerList", "items": cluster.hpas})
+            if url.path == f"/api/v1/namespaces/{NS}/pods":
+                pods = [{"metadata": {"name": n}, "status": {"phase": "Running"}} for n in cluster.logs]
+                return self.send(200, {"kind": "PodList", "apiVersion": "v1", "items": pods})
+            if parts[:4] == ["api", "v1", "namespaces", NS] and parts[4] == "secrets" and len(parts) == 6:
+                data = cluster.secrets.get(parts[5])
+                if data is None:
+                    return self.send(
+                        404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"}
+                    )
+                return self.send(
+                    200, {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": parts[5]}, "data": data}
+                )
+            if parts[:5] == ["api", "v1", "namespaces", NS, "pods"] and parts[-1] == "log":
+                return self.send(200, cluster.logs.get(parts[5], ""), "text/plain")
+            return self.send(404, {"kind": "Status", "code": 404, "message": "no such path"})
+
+        def do_POST(self) -> None:  # the smoke check must only read
+            cluster.requests.append(("POST", self.path))
+            self.send(405, {"kind": "Status", "code": 405})
+
+    return Handler
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Path]]:
+    state = Cluster()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
+users: [{{name: u, user: {{token: t}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: u, namespace: {NS}}}}}]
+current-context: fake
+"""
+    )
+    try:
+        yield state, kubeconfig
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def smoke(kubeconfig: Path, *extra: str) -> tuple[int, str]:
+    proc = run_cli("--cluster", "--kubeconfig", str(kubeconfig), *extra)
+    assert b"Traceback" not in proc.stderr
+    return proc.returncode, proc.stdout.decode() + proc.stderr.decode()
+
+
+def test_healthy_release_passes_and_reports_what_it_saw(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    rc, out = smoke(kubeconfig)
+    assert rc == 0, out
+    assert "deployment/aifactory: 3 desired, 3 ready" in out
+    assert "REDIS_URL from secret/aifactory-redis key REDIS_URL" in out
+    for uuid in UUIDS:
+        assert f"replica {uuid} on channel 'aifactory:events'" in out
+    assert PASSWORD not in out
+    assert {method for method, _ in state.requests} == {"GET"}
+
+
+def test_duplicate_replica_ids_fail(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.logs["aifactory-2"] = enabled_line(UUIDS[0])
+    rc, out = smoke(kubeconfig)
+    assert rc == 1 and "cluster-replica-id-duplicate" in out
+
+
+def test_disabled_line_with_several_replicas_fails(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.deployments = [deployment(3, redis_secret=None)]
+    state.logs = {f"aifactory-{i}": DISABLED_LINE for i in range(3)}
+    rc, out = smoke(kubeconfig)
+    assert rc == 1
+    assert out.count("cluster-redis-disabled") == 3 and "cluster-pod-no-redis-line" in out
+
+
+def test_single_replica_without_redis_is_fine(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.deployments = [deployment(1, redis_secret=None)]
+    state.logs = {"aifactory-0": DISABLED_LINE}
+    assert smoke(kubeconfig)[0] == 0
+
+
+def test_hpa_max_counts_as_several_replicas(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.deployments = [deployment(1, redis_secret=None)]
+    state.hpas = [
+        {
+            "metadata": {"name": "aifactory"},
+            "spec": {
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "scaleTargetRef": {"kind": "Deployment", "name": "aifactory"},
+            },
+            "status": {"currentReplicas": 1, "desiredReplicas": 1},
+        }
+    ]
+    state.logs = {"aifactory-0": DISABLED_LINE}
+    rc, out = smoke(kubeconfig)
+    assert rc == 1, out
+    assert "hpa/aifactory: min 1, max 5, current 1" in out and "cluster-redis-disabled" in out
+
+
+def test_missing_secret_and_missing_key_fail(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.secrets = {}
+    rc, out = smoke(kubeconfig)
+    assert rc == 1 and "cluster-secret-missing" in out
+    state.secrets = {"aifactory-redis": {"redis_url": "eA=="}}
+    rc, out = smoke(kubeconfig)
+    assert rc == 1 and "cluster-secret-key-missing" in out and "keys: redis_url" in out
+
+
+def test_pod_without_the_enabled_line_and_channel_mismatch_fail(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.logs["aifactory-1"] = enabled_line(UUIDS[1], "other:events")
+    state.logs["aifactory-2"] = "crashed before logging\n"
+    rc, out = smoke(kubeconfig)
+    assert rc == 1 and "cluster-channel-mismatch" in out and "cluster-pod-no-redis-line" in out
+
+
+def test_wrong_release_finds_no_deployment(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.deployments = []
+    rc, out = smoke(kubeconfig)
+    assert rc == 1 and "cluster-deployment-missing" in out
+
+
+def test_unreachable_cluster_is_a_usage_error(tmp_path: Path) -> None:
+    from tests.support.ports import free_port
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{free_port()}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+        "current-context: c\n"
+    )
+    rc, out = smoke(kubeconfig)
+    assert rc == 2 and "cannot reach the cluster" in out
+
+
+def test_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
+    rc, out = smoke(tmp_path / "nope")
+    assert rc == 2 and "cannot load kubeconfig" in out
