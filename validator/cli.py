@@ -72,6 +72,11 @@ def _parser():
     )
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
     parser.add_argument(
+        "--each",
+        action="store_true",
+        help="validate every file on its own (chart defaults + that file), e.g. from pre-commit",
+    )
+    parser.add_argument(
         "--format", choices=("text", "json", "github", "sarif"), default="text", help="output format (text)"
     )
     parser.add_argument(
@@ -172,11 +177,15 @@ def run(argv: list[str]) -> int:
         raise UsageError(str(exc)) from None
     files = [(name, _read(name)) for name in names]
     sets = [(e, False) for e in args.set] + [(e, True) for e in args.set_string]
+    groups = [[f] for f in files] if args.each and files else [files]
+    findings = []
     try:
-        result = pipeline.run(chart, files, sets)
+        for group in groups:
+            findings += pipeline.run(chart, group, sets).findings
     except SetError as exc:
         raise UsageError(f"bad --set: {exc}") from None
-    findings = result.findings
+    if args.render and args.each and len(files) > 1:
+        raise UsageError("--render renders one release: use it without --each (or with one file)")
     if args.render and not any(f.severity == "error" for f in findings):
         from validator.render import RenderUsageError, render_and_check
 

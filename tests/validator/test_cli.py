@@ -137,3 +137,28 @@ def test_module_entry_point_matches_console_script() -> None:
         [sys.executable, "-m", "validator", PROD], capture_output=True, cwd=ROOT, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.startswith(b"OK: ")
+
+
+def test_each_validates_files_independently(tmp_path: Path) -> None:
+    url = write_values(tmp_path, {"redis": {"enabled": True, "url": "redis://r:6379/0"}}, "a.yaml")
+    secret = write_values(tmp_path, {"redis": {"enabled": True, "externalSecretName": "s"}}, "b.yaml")
+    assert b"redis-source-ambiguous" in run_cli(str(url), str(secret)).stdout  # merged: one release
+    proc = run_cli("--each", str(url), str(secret))
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_pre_commit_hooks_run_the_console_script_per_file() -> None:
+    import re
+    import shlex
+
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"aifactory-validate", "aifactory-validate-strict"}
+    for hook in hooks:
+        entry = shlex.split(hook["entry"])
+        assert entry[0] == "aifactory-validate" and "--each" in entry and hook["language"] == "python"
+        assert re.search(hook["files"], "deploy/values-prod.yaml")
+        assert not re.search(hook["exclude"], "deploy/values-prod.yaml")
+        proc = run_cli(*entry[1:], "examples/production.yaml", "examples/hpa.yaml")
+        assert proc.returncode == 0, proc.stdout
