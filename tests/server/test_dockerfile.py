@@ -1,0 +1,48 @@
+"""The Dockerfile parses into the instructions the chart relies on (no docker engine here: kept light)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from tests.conftest import ROOT
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), " ".join(rest.split())))
+    return result
+
+
+def test_dockerfile_builds_a_slim_non_root_server_image() -> None:
+    steps = instructions()
+    assert steps[0] == ("FROM", "python:3.12-slim")
+    by_kind: dict[str, list[str]] = {}
+    for kind, args in steps:
+        by_kind.setdefault(kind, []).append(args)
+    assert by_kind["USER"][-1] == "10001:10001", "non-root, matching the chart's runAsUser"
+    assert by_kind["EXPOSE"] == ["8000"]
+    assert json.loads(by_kind["CMD"][-1]) == ["aifactory-server"]
+    assert any('pip install ".[server]"' in run for run in by_kind["RUN"])
+    env = " ".join(by_kind["ENV"])
+    assert "HOME=/tmp" in env and "AIFACTORY_AUDIT_LOG=/tmp/" in env, "writes only /tmp: read-only root works"
+
+
+def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    for kind, args in instructions():
+        if kind == "COPY":
+            *sources, _dest = shlex.split(args)
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert source in allowed, f"{source} is excluded by .dockerignore"
