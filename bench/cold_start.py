@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     chart = str(ROOT / "chart")
     cache = tempfile.mkdtemp(prefix="aifactory-validate-cache-")
     env = dict(os.environ, AIFACTORY_VALIDATE_CACHE=cache)
+    # Installed packages have .pyc files (pip compiles them at install time); a sandbox that sets
+    # PYTHONDONTWRITEBYTECODE would make every run recompile the validator from source, which no user sees.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     helm_env = dict(
         env, HELM_CACHE_HOME=cache + "/h", HELM_CONFIG_HOME=cache + "/h", HELM_DATA_HOME=cache + "/h"
     )

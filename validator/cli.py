@@ -47,12 +47,15 @@ def _parser():
         def error(self, message: str) -> None:  # type: ignore[override]
             raise UsageError(message)
 
-    parser = Parser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    def formatter(prog: str) -> argparse.HelpFormatter:
+        # argparse sizes help with `shutil` (~2 ms of import on every run); ask the terminal directly.
+        try:
+            width = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns)
+        except (OSError, ValueError, AttributeError):
+            width = 100
+        return argparse.RawDescriptionHelpFormatter(prog, width=max(width - 2, 40))
+
+    parser = Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter)
     parser.add_argument("files", nargs="*", metavar="VALUES_FILE", help="values files, merged in order")
     parser.add_argument(
         "-f", "--values", action="append", default=[], metavar="FILE", help="a values file (like helm -f)"

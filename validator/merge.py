@@ -8,8 +8,6 @@ result, default included.
 
 from __future__ import annotations
 
-import copy
-
 from validator.model import WARNING, Finding, Positions, format_path
 
 
@@ -25,9 +23,18 @@ def merge_maps(base: dict, override: dict) -> dict:
     return out
 
 
+def _copy(value: object) -> object:
+    """Deep copy of plain YAML data (dicts, lists, scalars); `copy.deepcopy` costs an import and is slower."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 def coalesce(defaults: dict, user: dict, positions: Positions, findings: list[Finding]) -> dict:
     """Chart defaults under the user's values; a user null deletes the key (default included)."""
-    result = copy.deepcopy(user)
+    result = _copy(user)
     _coalesce_table(result, defaults, (), positions, findings)
     return result
 
@@ -36,7 +43,7 @@ def _coalesce_table(dst: dict, src: dict, path: tuple, positions: Positions, fin
     for key, default in src.items():
         sub = (*path, key)
         if key not in dst:
-            dst[key] = copy.deepcopy(default)
+            dst[key] = _copy(default)
             continue
         value = dst[key]
         if value is None:

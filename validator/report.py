@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from validator.model import ERROR, Finding
 
 TOOL = "aifactory-validate"
@@ -33,6 +31,8 @@ def text(findings: list[Finding], files: list[str], strict: bool) -> str:
 
 
 def as_json(findings: list[Finding], files: list[str], strict: bool, chart: str) -> str:
+    import json
+
     errors, warnings = counts(findings)
     doc = {
         "version": JSON_VERSION,
@@ -74,6 +74,8 @@ def github(findings: list[Finding]) -> str:
 
 def sarif(findings: list[Finding], rule_docs: dict[str, str]) -> str:
     """SARIF 2.1.0 for code-scanning UIs."""
+    import json
+
     used = sorted({f.rule for f in findings})
     rules = [
         {
