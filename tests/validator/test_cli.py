@@ -162,3 +162,15 @@ def test_pre_commit_hooks_run_the_console_script_per_file() -> None:
         assert not re.search(hook["exclude"], "deploy/values-prod.yaml")
         proc = run_cli(*entry[1:], "examples/production.yaml", "examples/hpa.yaml")
         assert proc.returncode == 0, proc.stdout
+
+
+def test_docs_describe_every_finding_id() -> None:
+    import re
+
+    from validator.rules import RULES
+
+    docs = (ROOT / "docs/validator.md").read_text()
+    source = " ".join(p.read_text() for p in (ROOT / "validator").glob("*.py"))
+    emitted = set(re.findall(r'"((?:yaml|values|schema|render|cluster)-[a-z0-9-]+)"', source))
+    for rule_id in emitted | {r.id for r in RULES}:
+        assert f"`{rule_id}`" in docs, rule_id
