@@ -178,7 +178,7 @@ def run(argv: list[str]) -> int:
         chart = Chart(args.chart)
     except ChartError as exc:
         raise UsageError(str(exc)) from None
-    files = [(name, _read(name)) for name in names]
+    files = [("<stdin>" if name == "-" else name, _read(name)) for name in names]
     sets = [(e, False) for e in args.set] + [(e, True) for e in args.set_string]
     groups = [[f] for f in files] if args.each and files else [files]
     findings = []

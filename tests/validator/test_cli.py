@@ -174,3 +174,26 @@ def test_docs_describe_every_finding_id() -> None:
     emitted = set(re.findall(r'"((?:yaml|values|schema|render|cluster)-[a-z0-9-]+)"', source))
     for rule_id in emitted | {r.id for r in RULES}:
         assert f"`{rule_id}`" in docs, rule_id
+
+
+def test_installed_layout_uses_the_chart_shipped_inside_the_package(tmp_path: Path) -> None:
+    """pyproject force-includes chart/ as validator/_chart in the wheel; that copy wins over any repo."""
+    import shutil
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "validator", site / "validator", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "aifactory", site / "aifactory", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "chart", site / "validator" / "_chart")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "values.yaml").write_text("redis:\n  enabled: true\n")
+    probe = "from validator.chart import Chart; print(Chart(None).directory)"
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=work, env=env)
+    assert out.stdout.strip() == str(site / "validator" / "_chart"), out.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "validator", "values.yaml"], capture_output=True, text=True, cwd=work, env=env
+    )
+    assert proc.returncode == 1 and "redis-source-missing" in proc.stdout, proc.stdout + proc.stderr
