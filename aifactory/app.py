@@ -89,9 +89,13 @@ async def _json_body(request: Request, *, optional: bool = False) -> Any:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise BadRequest(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # chunked bodies have no Content-Length: count as they arrive
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         if optional:
             return {}

@@ -22,6 +22,7 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(token=)[^&\s\"']+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(rediss?(?:\+sentinel|\+cluster)?://[^:/@\s]*:)[^@\s]+(@)"),
+    re.compile(r"(?i)((?:sentinel_)?password=)[^&\s\"']+"),
 )
 
 
