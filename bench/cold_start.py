@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21, help="timed runs per command (median reported)")
     parser.add_argument("--values", default="examples/production.yaml", help="values file (repo-relative)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args([] if argv is None else argv)  # called from `make bench`: not its argv
 
     helm = _helm()
     values = args.values
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -523,12 +523,13 @@ def affinity_mode_balanced_with_hpa(ctx: Context) -> Iterator[Finding]:
         where, loc = f"ingress.annotations.{key}", ctx.loc("ingress", "annotations", key)
     else:
         return
+    fix = f"set {where}: persistent"
     yield Finding(
         "affinity-mode-balanced-with-hpa",
         WARNING,
         "affinity mode balanced with autoscaling: every HPA scale-up rebalances sessions onto new pods, "
         "killing open terminals",
-        "use persistent (ingress.terminalAffinity.mode=persistent)",
+        fix,
         where,
         loc,
     )

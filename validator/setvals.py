@@ -117,7 +117,9 @@ class _Parser:
                 self.record((*path, i))
             rest, stop = self.read_until(",")
             if rest:
-                raise SetError(f"unexpected {rest!r} after the list for {format_path(path)!r}")
+                raise SetError(
+                    f"unexpected text after the closing '}}' of the list for {format_path(path)!r}"
+                )
             return items
         text, _ = self.read_until(",")
         return typed(text, self.as_string)
