@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from validator.goregex import FLAGS, translate
+
 _IGNORED = {
     "$schema",
     "$id",
@@ -61,6 +63,13 @@ def _eq(a, b):
         return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b))
     return type(a) in (int, float) and type(b) in (int, float) and a == b or (
         type(a) is type(b) and a == b)
+
+def _multiple(v, m):
+    try:
+        q = v / m
+        return q == int(q)
+    except (OverflowError, ValueError):
+        return False
 
 def _unique(items):
     return all(not _eq(items[i], items[j]) for i in range(len(items)) for j in range(i))
@@ -143,15 +152,15 @@ class _Compiler:
                 raise Unsupported(f"{key} {value!r}")  # draft-04 boolean exclusive*
             op = {"minimum": "<", "maximum": ">", "exclusiveMinimum": "<=", "exclusiveMaximum": ">="}.get(key)
             if op is None:
-                return [f"    if _num(v) and (v / {value!r}) != int(v / {value!r}):", fail]
+                return [f"    if _num(v) and not _multiple(v, {value!r}):", fail]
             return [f"    if _num(v) and v {op} {value!r}:", fail]
         if key in ("minLength", "maxLength"):
             op = "<" if key == "minLength" else ">"
             return [f"    if isinstance(v, str) and len(v) {op} {int(value)}:", fail]  # type: ignore[call-overload]
         if key == "pattern":
-            regex = self.const(value)
+            regex = self.const(translate(str(value)))  # Go RE2 semantics, as Helm's schema check
             return [
-                f"    if isinstance(v, str) and _re.search({regex}, v) is None:",
+                f"    if isinstance(v, str) and _re.search({regex}, v, {FLAGS}) is None:",
                 fail,
             ]
         if key in ("minItems", "maxItems", "minProperties", "maxProperties"):

@@ -14,12 +14,12 @@ import sys
 
 from validator.model import ERROR, Finding, Positions, format_path
 
-COMPILER_VERSION = "1"
+COMPILER_VERSION = "2"
 _SENSITIVE = ("url", "password", "secret", "token", "key")
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 
 def cache_dir() -> str:
@@ -87,16 +87,33 @@ def explain(schema_bytes: bytes, values: dict, positions: Positions) -> list[Fin
     """Run jsonschema against the real schema and turn each error into a finding."""
     import json
 
-    import jsonschema
-
     schema = json.loads(schema_bytes)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    validator = cls(schema)
+    validator = jsonschema_validator(schema)
     findings: list[Finding] = []
     errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
         findings.extend(_findings_for(error, positions, schema))
     return findings
+
+
+def jsonschema_validator(schema: dict) -> object:
+    """jsonschema's validator for the schema's draft, with Helm's (Go) `pattern` semantics."""
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return jsonschema.validators.extend(base, {"pattern": _go_pattern})(schema)
+
+
+def _go_pattern(validator: object, pattern: str, instance: object, schema: dict) -> Iterator[object]:
+    """jsonschema's `pattern`, with Helm's Go regexp semantics (see validator.goregex)."""
+    import re
+
+    import jsonschema
+
+    from validator.goregex import FLAGS, translate
+
+    if isinstance(instance, str) and re.search(translate(pattern), instance, FLAGS) is None:
+        yield jsonschema.ValidationError(f"does not match {pattern!r}")
 
 
 def _sensitive(path: tuple) -> bool:

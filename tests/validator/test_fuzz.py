@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import string
 
-import jsonschema
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +15,7 @@ from tests.validator.helpers import ROOT
 from validator import pipeline
 from validator.chart import Chart
 from validator.compiler import compile_source
+from validator.schema import jsonschema_validator
 from validator.setvals import SetError
 
 CHART = Chart(None)
@@ -26,8 +26,14 @@ yaml_chars = st.sampled_from(
     list(":-[]{}&*!|>'\"%@`#,?\n\t ") + list("abcxyz019") + ["  ", "\n  ", "<<", "---"]
 )
 yaml_like = st.lists(yaml_chars, max_size=80).map("".join)
+tricky = st.sampled_from(["aifactory:events\n", "a\u00a0b", "redis://r:6379/0", "25%", "latest", "x y", ""])
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), st.text(max_size=20)
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    tricky,
 )
 keys = st.sampled_from(
     ["replicaCount", "redis", "enabled", "url", "autoscaling", "minReplicas", "ingress", "x"]
@@ -78,7 +84,7 @@ def test_random_set_expressions_parse_or_fail_cleanly(expr: str, as_string: bool
 
 _check_ns: dict = {}
 exec(compile(compile_source(SCHEMA), "compiled", "exec"), _check_ns)
-_jsonschema = jsonschema.Draft7Validator(SCHEMA)
+_jsonschema = jsonschema_validator(SCHEMA)
 _defaults = yaml.safe_load((ROOT / "chart/values.yaml").read_text())
 paths = st.sampled_from(
     [
