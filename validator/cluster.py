@@ -10,6 +10,7 @@ list Pods, read Pod log.
 
 from __future__ import annotations
 
+import os
 import re
 
 from validator.model import ERROR, WARNING, Finding, Loc
@@ -206,9 +207,20 @@ def smoke_check(args: object, out: Callable[[str], None]) -> int:
         raise UsageError("--cluster needs the kubernetes client: pip install 'aifactory[cluster]'") from None
     kubeconfig = getattr(args, "kubeconfig", None)
     context = getattr(args, "context", None)
+    in_pod = (
+        not kubeconfig
+        and "KUBERNETES_SERVICE_HOST" in os.environ
+        and not os.path.exists(os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config")))
+    )
     try:
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        if in_pod:  # running inside a pod (e.g. a CI job in the cluster): its ServiceAccount
+            config.load_incluster_config()
+            api_client = kubernetes.client.ApiClient()
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as fh:
+                active = {"context": {"namespace": fh.read().strip()}}
+        else:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
     except (config.ConfigException, OSError, TypeError, ValueError) as exc:
         raise UsageError(f"cannot load kubeconfig: {exc}") from None
     namespace = (
@@ -237,6 +249,10 @@ def smoke_check(args: object, out: Callable[[str], None]) -> int:
                 findings, [f"cluster:{namespace}/{release}"], bool(getattr(args, "strict", False)), ""
             )
         )
+    elif fmt == "github":
+        out(report.github(findings))
+    elif fmt == "sarif":
+        out(report.sarif(findings, {}))
     else:
         for fact in facts:
             out(f"  {fact}\n")

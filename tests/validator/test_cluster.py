@@ -240,3 +240,12 @@ def test_unreachable_cluster_is_a_usage_error(tmp_path: Path) -> None:
 def test_missing_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
     rc, out = smoke(tmp_path / "nope")
     assert rc == 2 and "cannot load kubeconfig" in out
+
+
+def test_json_output_for_ci(cluster: tuple[Cluster, Path]) -> None:
+    state, kubeconfig = cluster
+    state.logs["aifactory-2"] = enabled_line(UUIDS[0])
+    rc, out = smoke(kubeconfig, "--format", "json")
+    doc = json.loads(out)
+    assert rc == 1 and doc["valid"] is False
+    assert [f["rule"] for f in doc["findings"]] == ["cluster-replica-id-duplicate"]
