@@ -120,63 +120,103 @@ class Bench:
         return alive
 
 
-def latency_at_rates(
-    kind: str, redis_url: str, rates: list[float], clients: int, duration: float, size: int, replicas: int = 3
-) -> list[Run]:
-    """Fixed rates, fixed clients: the latency-vs-rate curve."""
-    b = Bench(kind, replicas, clients, redis_url, size)
+def _pair(kinds: tuple[str, ...], replicas: int, clients: int, redis_url: str, size: int) -> dict[str, Bench]:
+    """One Bench per kind, all alive at once, so each load step runs back to back for both kinds."""
+    benches: dict[str, Bench] = {}
     try:
-        return [b.phase(rate, duration) for rate in rates]
-    finally:
+        for kind in kinds:
+            benches[kind] = Bench(kind, replicas, clients, redis_url, size)
+    except BaseException:
+        for b in benches.values():
+            b.close()
+        raise
+    return benches
+
+
+def _close(benches: dict[str, Bench]) -> None:
+    for b in benches.values():
         b.close()
+
+
+def latency_at_rates(
+    kinds: tuple[str, ...],
+    redis_url: str,
+    rates: list[float],
+    clients: int,
+    duration: float,
+    size: int,
+    replicas: int = 3,
+) -> list[Run]:
+    """Fixed rates, fixed clients: the latency-vs-rate curve, kinds interleaved at every rate."""
+    benches = _pair(kinds, replicas, clients, redis_url, size)
+    try:
+        return [benches[k].phase(rate, duration) for rate in rates for k in kinds]
+    finally:
+        _close(benches)
 
 
 def sustained(
-    kind: str, redis_url: str, clients: int, duration: float, size: int, start_rate: float, max_rate: float
-) -> tuple[Run | None, list[Run]]:
+    kinds: tuple[str, ...],
+    redis_url: str,
+    clients: int,
+    duration: float,
+    size: int,
+    start_rate: float,
+    max_rate: float,
+) -> tuple[dict[str, Run | None], list[Run]]:
     """Double the rate until p99 on replica C exceeds 100 ms (or events are lost); the last good step wins."""
-    b = Bench(kind, 3, clients, redis_url, size)
+    benches = _pair(kinds, 3, clients, redis_url, size)
     runs: list[Run] = []
-    best: Run | None = None
+    best: dict[str, Run | None] = dict.fromkeys(kinds)
+    active = list(kinds)
     try:
         rate = start_rate
-        while rate <= max_rate:
-            run = b.phase(rate, duration)
-            runs.append(run)
-            if run.latency["p99"] > P99_LIMIT_MS or run.lost > 0 or run.failed > 0:
-                break
-            best = run
+        while rate <= max_rate and active:
+            for kind in list(active):
+                run = benches[kind].phase(rate, duration)
+                runs.append(run)
+                if run.latency["p99"] > P99_LIMIT_MS or run.lost > 0 or run.failed > 0:
+                    active.remove(kind)
+                else:
+                    best[kind] = run
             rate *= 2
     finally:
-        b.close()
+        _close(benches)
     return best, runs
 
 
 def scaling_clients(
-    kind: str, redis_url: str, counts: list[int], rate: float, duration: float, size: int
+    kinds: tuple[str, ...], redis_url: str, counts: list[int], rate: float, duration: float, size: int
 ) -> list[Run]:
     """Same event rate (broadcast to every socket), growing socket count; also RSS per socket."""
     out = []
     for n in counts:
-        b = Bench(kind, 3, n, redis_url, size)
+        benches = _pair(kinds, 3, n, redis_url, size)
         try:
-            run = b.phase(rate, duration)
-            run.extra["kib_per_socket"] = round(b.kib_per_socket, 1)
-            out.append(run)
+            for kind in kinds:
+                run = benches[kind].phase(rate, duration)
+                run.extra["kib_per_socket"] = round(benches[kind].kib_per_socket, 1)
+                out.append(run)
         finally:
-            b.close()
+            _close(benches)
     return out
 
 
 def scaling_replicas(
-    kind: str, redis_url: str, counts: list[int], clients: int, rate: float, duration: float, size: int
+    kinds: tuple[str, ...],
+    redis_url: str,
+    counts: list[int],
+    clients: int,
+    rate: float,
+    duration: float,
+    size: int,
 ) -> list[Run]:
     """Same clients and rate spread over 1..N replicas (one replica: fire and receive on A)."""
     out = []
     for n in counts:
-        b = Bench(kind, n, clients, redis_url, size)
+        benches = _pair(kinds, n, clients, redis_url, size)
         try:
-            out.append(b.phase(rate, duration))
+            out += [benches[k].phase(rate, duration) for k in kinds]
         finally:
-            b.close()
+            _close(benches)
     return out

@@ -31,8 +31,9 @@ class FaultResult:
     accepted: int
     lost_local: int  # accepted on A but missing on one of A's sockets (worst socket)
     missed_cross: int  # accepted on A but missing on C (worst socket): the outage window
-    lost_after_resume: int  # missing on C among events fired after fan-out resumed (must be 0)
-    resume_s: float | None  # heal → first post-fault event at C; None if it never resumed
+    gaps: int  # separate runs of missed events on C (worst socket): 1 outage window, nothing lost after
+    interrupted_s: float  # first missed event fired → first event after the last miss arrived on C
+    resume_s: float | None  # heal → fan-out flowing again on C (0 if never interrupted); None: never
     alive: list[bool]
     rss_before_kib: list[int]
     rss_after_kib: list[int]
@@ -46,7 +47,8 @@ class FaultResult:
             "accepted": self.accepted,
             "lost_local": self.lost_local,
             "missed_cross": self.missed_cross,
-            "lost_after_resume": self.lost_after_resume,
+            "gaps": self.gaps,
+            "interrupted_s": round(self.interrupted_s, 2),
             "resume_s": None if self.resume_s is None else round(self.resume_s, 2),
             "alive": all(self.alive),
             "rss_growth_kib": max(growth) if growth else 0,
@@ -136,18 +138,12 @@ async def run_fault(
 
         fire_task = asyncio.create_task(firer())
         await asyncio.sleep(before)
-        t_fault = time.monotonic()
         t_healed = await asyncio.to_thread(heal)
-        # wait for the first event fired after the fault began to reach every socket on C
-        resume_at: float | None = None
+        # wait until every socket on C receives an event fired after the heal: fan-out flows again
+        flowing = False
         deadline = t_healed + wait_resume
-        while time.monotonic() < deadline:
-            arrivals = [
-                min((t for n, t in g.items() if fired.get(n, 0) >= t_fault), default=None) for g in recv_c.got
-            ]
-            if all(x is not None for x in arrivals):
-                resume_at = max(x for x in arrivals if x is not None)
-                break
+        while time.monotonic() < deadline and not flowing:
+            flowing = all(any(fired.get(n, 0) >= t_healed for n in g) for g in recv_c.got)
             await asyncio.sleep(0.05)
         await asyncio.sleep(after)
         stop.set()
@@ -158,11 +154,20 @@ async def run_fault(
         await recv_c.stop()
 
     lost_local = max(len(accepted - set(g)) for g in recv_a.got)
-    missed_cross = max(len(accepted - set(g)) for g in recv_c.got)
-    lost_after = 0
-    if resume_at is not None:
-        later = {n for n in accepted if fired[n] > resume_at}
-        lost_after = max(len(later - set(g)) for g in recv_c.got)
+    missed_cross, gaps, interrupted, resume = 0, 0, 0.0, 0.0 if flowing else None
+    for got in recv_c.got:
+        missed = sorted(accepted - set(got))
+        missed_cross = max(missed_cross, len(missed))
+        gaps = max(gaps, sum(1 for i, n in enumerate(missed) if i == 0 or missed[i - 1] != n - 1))
+        if missed and flowing:
+            after_gap = [n for n in got if n > missed[-1]]
+            if not after_gap:
+                resume = None
+                continue
+            back = got[min(after_gap)]
+            interrupted = max(interrupted, back - fired[missed[0]])
+            if resume is not None:
+                resume = max(resume, back - t_healed)
     alive = [s.proc is not None and s.proc.poll() is None for s in servers]
     rss_after = [rss_kib(s.proc.pid) if ok and s.proc else 0 for s, ok in zip(servers, alive, strict=True)]
     return FaultResult(
@@ -171,8 +176,9 @@ async def run_fault(
         accepted=len(accepted),
         lost_local=lost_local,
         missed_cross=missed_cross,
-        lost_after_resume=lost_after,
-        resume_s=None if resume_at is None else max(0.0, resume_at - t_healed),
+        gaps=gaps,
+        interrupted_s=interrupted,
+        resume_s=None if resume is None else max(0.0, resume),
         alive=alive,
         rss_before_kib=rss_before,
         rss_after_kib=rss_after,

@@ -44,7 +44,7 @@ def summarize_raw(text: str, duration: float, top: int = 12) -> dict[str, Any]:
         total += n
         self_t[frames[-1]] += n
         for f in set(frames):
-            if "aifactory/" in f or "bench/" in f or "socketio/" in f or "engineio/" in f:
+            if "aifactory/" in f and "aifactory/cli.py" not in f:  # cli.py frames are the whole process
                 incl[f] += n
     wall = RATE_HZ * duration
     return {
