@@ -23,7 +23,6 @@ ever reaches redis-py; logs use `RedisTarget.redacted()` and scrub exception tex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -138,8 +137,9 @@ class RedisBridge:
         # every record carries `replica` (this bridge's id), so in-process replicas can be told apart
         self._log = logging.LoggerAdapter(log, {"replica": replica_id})
         self._state = "connecting"
+        self._stopping = False
         self._seq = 0
-        self._outbound: deque[str] = deque()
+        self._outbound: deque[tuple[int, str]] = deque()  # (seq, envelope); probes carry seq -1
         self._wake = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,7 +150,6 @@ class RedisBridge:
         self._probe_pending: int | None = None
         self._probe_sent_at = 0.0
         self._node_cursor = 0
-        self._probe_prefix = encode_probe(replica_id, 0).partition(',"nonce"')[0]
         self._publish_failures = 0
         self._log_oversize = _Everyso(self._log, logging.WARNING)
         self._log_bad = _Everyso(self._log, logging.WARNING)
@@ -179,11 +178,17 @@ class RedisBridge:
         ]
 
     async def stop(self) -> None:
+        """Stop the tasks and close the connections. The loops also watch `_stopping`, because a
+        cancellation racing a read timeout can be swallowed inside redis-py (Python 3.11 timeouts)."""
+        self._stopping = True
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                self._log.debug("bridge task ended with %s", self._scrub(task.exception()))  # type: ignore[arg-type]
         self._tasks = []
         await self._drop_publisher()
         self._set_state("disabled")
@@ -214,7 +219,9 @@ class RedisBridge:
         if len(self._outbound) >= self.outbound_max:
             self._m_drop["outbound_full"].inc()
             return False
-        self._outbound.append(encode_with_frame(self.replica_id, self._seq, scope, target, frame))
+        self._outbound.append(
+            (self._seq, encode_with_frame(self.replica_id, self._seq, scope, target, frame))
+        )
         self._wake.set()
         return True
 
@@ -364,7 +371,7 @@ class RedisBridge:
         attempt = 0
         ever_connected = False
         startup_error_logged = False
-        while True:
+        while not self._stopping:
             client = pubsub = None
             try:
                 client, pubsub, where = await self._open_subscription()
@@ -388,9 +395,8 @@ class RedisBridge:
                     "own-replica delivery continues",
                     exc,
                 )
-                await (
-                    self._drop_publisher()
-                )  # after a failover the publisher may be talking to the wrong node
+                # after a failover the publisher may be talking to the wrong node: rebuild it too
+                await self._drop_publisher()
             except Exception as exc:
                 if self._state == "connected":
                     self._log.warning(
@@ -415,6 +421,8 @@ class RedisBridge:
                 if self.target.kind == "cluster":
                     self._node_cursor += 1  # try the next node
             await self._close_subscription(client, pubsub)
+            if self._stopping:
+                return
             self._set_state("reconnecting" if ever_connected else "connecting")
             delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
             attempt += 1
@@ -423,7 +431,7 @@ class RedisBridge:
 
     async def _listen(self, pubsub: Any) -> None:
         tick = max(0.01, min(0.5, self.probe_interval / 2, self.probe_timeout / 2))
-        while True:
+        while not self._stopping:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=tick)
             now = time.monotonic()
             if msg is not None and msg.get("type") == "message":
@@ -444,28 +452,37 @@ class RedisBridge:
             self._log_bad("ignored an envelope on channel '%s' (%s): %s", self.channel, exc.reason, exc)
             return
         if env.kind == KIND_PROBE:
-            if (
-                env.origin == self.replica_id
-                and self._probe_pending is not None
-                and env.nonce >= self._probe_pending
-            ):
+            if env.origin != self.replica_id:
+                self._advance(env.origin, env.seq, settled=True)  # another replica's idle heartbeat
+            elif self._probe_pending is not None and env.nonce >= self._probe_pending:
                 self._probe_pending = None
             return
         if env.origin == self.replica_id:
             return  # our own event: already delivered locally, never twice
-        last = self._last_seq.get(env.origin)
-        if last is not None:
-            if env.seq <= last:
-                self._m_drop["duplicate"].inc()
-                return
-            if env.seq > last + 1:
-                self._resync(env.origin, env.seq - last - 1)
-            self._last_seq.move_to_end(env.origin)
-        elif len(self._last_seq) >= _MAX_ORIGINS:
-            self._last_seq.popitem(last=False)
-        self._last_seq[env.origin] = env.seq
+        if not self._advance(env.origin, env.seq, settled=False):
+            self._m_drop["duplicate"].inc()
+            return
         self._m_received.inc()
         self._deliver(env.scope, env.target, encode_event(env.event or {}))
+
+    def _advance(self, origin: str, seq: int, *, settled: bool) -> bool:
+        """Track `origin`'s sequence; resync local clients on a gap. False if `seq` is not new.
+
+        An event carries its own seq; a probe carries the last seq the origin already published or dropped
+        (`settled`). The first envelope seen from an origin only sets the baseline.
+        """
+        last = self._last_seq.get(origin)
+        if last is not None:
+            if seq <= last:
+                return False
+            missed = seq - last - (0 if settled else 1)
+            if missed > 0:
+                self._resync(origin, missed)
+            self._last_seq.move_to_end(origin)
+        elif len(self._last_seq) >= _MAX_ORIGINS:
+            self._last_seq.popitem(last=False)
+        self._last_seq[origin] = seq
+        return True
 
     def _resync(self, origin: str, missed: int) -> None:
         # The sequence is per origin, not per audience: any local client may have missed something.
@@ -484,16 +501,16 @@ class RedisBridge:
 
     # ------------------------------------------------------------------ publisher
     async def _publisher_loop(self) -> None:
-        while True:
+        while not self._stopping:
             if not self._outbound:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             batch = [self._outbound.popleft() for _ in range(min(self.max_batch, len(self._outbound)))]
             self.metrics.outbound_depth.set(len(self._outbound))
-            probes = sum(1 for item in batch if item.startswith(self._probe_prefix))
+            probes = sum(1 for seq, _ in batch if seq < 0)
             try:
-                await self._send(batch)
+                await self._send([envelope for _, envelope in batch])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -530,7 +547,7 @@ class RedisBridge:
 
     # ------------------------------------------------------------------ probe
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.probe_interval)
             now = time.monotonic()
             if self._state != "connected" or self._probe_pending is not None:
@@ -540,5 +557,7 @@ class RedisBridge:
             self._probe_nonce += 1
             self._probe_pending = self._probe_nonce
             self._probe_sent_at = now
-            self._outbound.appendleft(encode_probe(self.replica_id, self._probe_nonce))
+            # everything before the first still-queued event is settled (published or dropped)
+            settled = self._outbound[0][0] - 1 if self._outbound else self._seq
+            self._outbound.appendleft((-1, encode_probe(self.replica_id, self._probe_nonce, settled)))
             self._wake.set()

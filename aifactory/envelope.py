@@ -6,8 +6,11 @@ Wire shape (one JSON object, `event` last so the sender can splice in the frame 
      "event":{...}}
 
 A self-probe (used to find a connected-but-deaf subscriber) is `{"v":1,"origin":...,"kind":"probe",
-"nonce":<int>}`. The channel may be shared with other software, so `decode` treats input as hostile: anything
-that is not exactly this shape raises `EnvelopeError` with a `reason` for the metrics label:
+"nonce":<int>,"seq":<int>}`; its `seq` is the origin's last sequence number already published or dropped, so
+other replicas also learn about a gap while the origin is otherwise idle.
+
+The channel may be shared with other software, so `decode` treats input as hostile: anything that is not
+exactly this shape raises `EnvelopeError` with a `reason` for the metrics label:
 "malformed" (not JSON / wrong types), "foreign" (JSON, but not an AIFactory envelope) or "version" (a newer
 envelope version than this replica understands).
 """
@@ -78,12 +81,16 @@ def encode_with_frame(origin: str, seq: int, scope: str, target: str | None, fra
 def encode(env: Envelope) -> str:
     """Encode an Envelope (probe or event)."""
     if env.kind == KIND_PROBE:
-        return encode_probe(env.origin, env.nonce)
+        return encode_probe(env.origin, env.nonce, env.seq)
     return encode_with_frame(env.origin, env.seq, env.scope, env.target, encode_event(env.event or {}))
 
 
-def encode_probe(origin: str, nonce: int) -> str:
-    return f'{{"v":{VERSION},"origin":"{origin}","kind":"{KIND_PROBE}","nonce":{nonce}}}'
+def encode_probe(origin: str, nonce: int, seq: int = 0) -> str:
+    return f'{{"v":{VERSION},"origin":"{origin}","kind":"{KIND_PROBE}","nonce":{nonce},"seq":{seq}}}'
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_id(value: object) -> bool:
@@ -111,10 +118,11 @@ def decode(data: str | bytes) -> Envelope:
     kind = obj.get("kind", KIND_EVENT)
     if kind == KIND_PROBE:
         nonce = obj.get("nonce")
-        if not isinstance(nonce, int) or isinstance(nonce, bool):
-            raise EnvelopeError("malformed", "probe 'nonce' must be an integer")
+        seq = obj.get("seq", 0)
+        if not _is_int(nonce) or not _is_int(seq) or seq < 0:
+            raise EnvelopeError("malformed", "probe 'nonce' and 'seq' must be integers")
         return Envelope(
-            origin=origin, seq=0, scope="broadcast", target=None, event=None, kind=KIND_PROBE, nonce=nonce
+            origin=origin, seq=seq, scope="broadcast", target=None, event=None, kind=KIND_PROBE, nonce=nonce
         )
     if kind != KIND_EVENT:
         raise EnvelopeError("foreign", "unknown envelope kind")
