@@ -207,6 +207,7 @@ def start_servers(
 ) -> ServerSet:
     """Start `count` servers in parallel and (by default) wait until each answers /readyz."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="aif-servers-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     secret = secret if secret is not None else new_secret()
     names = list(names) if names is not None else [f"replica{i + 1}" for i in range(count)]
     servers = []
