@@ -69,7 +69,18 @@ def main() -> None:
     parser.add_argument("--channel", default="bench-sio")
     args = parser.parse_args()
     app = build_app(args.redis, args.channel)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    # the same uvicorn settings aifactory-server uses (aifactory/cli.py), so only the fan-out differs
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        ws="websockets-sansio",
+        http="h11",
+        loop="asyncio",
+        access_log=False,
+        server_header=False,
+    )
 
 
 if __name__ == "__main__":
