@@ -166,7 +166,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         try:
             target = parse_redis_url(redis_url)
         except RedisUrlError as exc:
-            raise ConfigError(f"REDIS_URL: {exc}") from None
+            msg = str(exc)
+            raise ConfigError(msg if msg.startswith("REDIS_URL") else f"REDIS_URL: {msg}") from None
 
     secret = env.get("AIFACTORY_AUTH_SECRET", "")
     dev_path: Path | None = None
