@@ -159,6 +159,16 @@ def test_post_task_requires_a_token(single: ServerSet) -> None:
     assert (status, reply["error"]) == (401, "unauthorized")
 
 
+def test_portal_page_and_static_files_are_served(single: ServerSet) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(single[0].http + "/", timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["content-type"].startswith("text/html")
+        assert b"<html" in resp.read().lower()
+    with urllib.request.urlopen(single[0].http + "/static/portal.js", timeout=10) as resp:
+        assert resp.status == 200 and b"/ws/events" in resp.read()
+
+
 def test_logs_redact_tokens_even_at_debug(single: ServerSet) -> None:
     log = single[0].log_text()
     assert "token=<redacted>" in log, "DEBUG logs each socket URL, with the token redacted"

@@ -35,6 +35,7 @@ def test_bad_setting_exits_2_with_one_line_naming_it(env: dict[str, str], names:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("aifactory-server: ") and names in lines[0]
+    assert f"{names}: {names}" not in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert PASSWORD not in result.stderr
 
