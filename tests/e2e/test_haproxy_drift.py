@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from aifactory.lb.haproxy import LbSettings, lb_settings, load_values, render
+from aifactory.lb.haproxy import main as haproxy_main
 from tests.conftest import CHART, EXAMPLES, run_helm
 
 NGINX = "nginx.ingress.kubernetes.io/"
@@ -201,3 +202,29 @@ def test_comparison_catches_tampering(helm4: str, tmp_path: Path) -> None:
         "acl terminal path_beg /ws/terminal", "acl terminal path_beg /ws/t"
     )
     assert mismatches(facts, settings, cfg)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ("ingress:\n  websocketTimeoutSeconds: 1h\n", "ingress.websocketTimeoutSeconds"),
+        ("ingress:\n  terminalAffinity:\n    cookieName: 'a b'\n", "ingress.terminalAffinity.cookieName"),
+        ("ingress:\n  terminalAffinity:\n    controller: envoy\n", "ingress.terminalAffinity.controller"),
+        ("- not a mapping\n", "top level"),
+        ("ingress: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_values_give_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], values: str, field: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(values)
+    assert haproxy_main(["-f", str(bad), "--server", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and field in err, err
+    assert "Traceback" not in err
+
+
+def test_no_server_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert haproxy_main([]) == 2
+    assert "--server" in capsys.readouterr().err
