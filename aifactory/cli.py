@@ -26,19 +26,20 @@ _SECRET_PATTERNS = (
 )
 
 
-class RedactSecrets(logging.Filter):
-    """Rewrites every record so tokens in query strings/headers and URL passwords never reach the log."""
+def redact(text: str) -> str:
+    """Tokens in query strings and headers, and passwords in Redis URLs, replaced by <redacted>."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(
+            lambda m: m.group(1) + "<redacted>" + (m.group(2) if m.lastindex == 2 else ""), text
+        )
+    return text
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = message
-        for pattern in _SECRET_PATTERNS:
-            redacted = pattern.sub(
-                lambda m: m.group(1) + "<redacted>" + (m.group(2) if m.lastindex == 2 else ""), redacted
-            )
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+
+class SafeOneLineFormatter(logging.Formatter):
+    """Each record on one line (tracebacks folded with ` | `), secrets redacted in message and traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record).replace("\n", " | "))
 
 
 class QuietConnections(logging.Filter):
@@ -58,9 +59,8 @@ class QuietConnections(logging.Filter):
 def setup_logging(level: int) -> None:
     """One readable line per record on stderr, for our loggers and uvicorn's alike."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(SafeOneLineFormatter(LOG_FORMAT))
     handler.addFilter(QuietConnections(level))
-    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
