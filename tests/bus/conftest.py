@@ -82,16 +82,17 @@ async def recv_until(sub: Subscriber, marker: dict[str, Any], timeout: float = W
 async def eventually_delivered(
     send: Callable[[dict[str, Any]], object], sub: Subscriber, *, attempts: int = 100, every: float = 0.1
 ) -> list[dict[str, Any]]:
-    """Fire numbered probes until one reaches `sub` (fan-out after a fault is at-most-once: early ones may be
-    lost by design). Returns the frames seen, the last being the probe that got through."""
+    """Fire numbered retries until one of THIS call's retries reaches `sub` (fan-out after a fault is
+    at-most-once: early ones may be lost by design). Returns the frames seen, the last being that retry."""
+    token = uuid.uuid4().hex
     seen: list[dict[str, Any]] = []
     for i in range(attempts):
-        send({"type": "retry", "i": i})
+        send({"type": "retry", "token": token, "i": i})
         try:
             while True:
                 frame = await recv(sub, timeout=every)
                 seen.append(frame)
-                if frame.get("type") == "retry":
+                if frame.get("token") == token:
                     return seen
         except TimeoutError:
             continue
