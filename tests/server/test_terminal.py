@@ -39,11 +39,9 @@ async def read_until(ws: ClientConnection, pattern: str, seen: list[str] | None 
     seen = seen if seen is not None else []
 
     async def loop() -> re.Match[str]:
-        while True:
+        while not (found := re.search(pattern, "".join(seen))):  # may already be in what an earlier call read
             seen.append(await ws.recv())
-            found = re.search(pattern, "".join(seen))
-            if found:
-                return found
+        return found
 
     try:
         return await asyncio.wait_for(loop(), WAIT)
