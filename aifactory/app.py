@@ -375,9 +375,13 @@ async def ws_terminal(websocket: WebSocket) -> None:
             if data:
                 await state.terminals.write(term, data)  # type: ignore[union-attr]
 
-    tasks = [asyncio.create_task(pump_out()), asyncio.create_task(pump_in())]
+    expiry = asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time())))
+    tasks = [asyncio.create_task(pump_out()), asyncio.create_task(pump_in()), expiry]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if expiry in done:  # a shell outlives no token: reattach (within grace) with a fresh one
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(code=WS_POLICY_VIOLATION, reason="token expired")
     finally:
         for task in tasks:
             task.cancel()

@@ -152,6 +152,20 @@ async def test_a_second_connection_takes_over_the_first(term_server: ServerSet) 
             assert await shell_pid(second) == pid
 
 
+async def test_terminal_socket_closes_when_its_token_expires_and_the_shell_waits_for_reattach(
+    term_server: ServerSet,
+) -> None:
+    short = term_server.token("alice", "org-a", ttl=2)
+    async with connect(term_server[0].ws_url("/ws/terminal/t-exp", token=short)) as ws:
+        pid = await shell_pid(ws)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "token expired")
+    async with connect(term_url(term_server, "t-exp", "alice")) as ws:  # a fresh token, the same shell
+        assert await shell_pid(ws) == pid
+
+
 async def test_invalid_terminal_id_is_refused(term_server: ServerSet) -> None:
     code, _ = await refused(term_url(term_server, "x" * 65, "alice"))
     assert code == 1008
