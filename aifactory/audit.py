@@ -28,6 +28,15 @@ class AuditLog:
         self.replica_id = replica_id
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Fail fast at startup (AuditError) when the log cannot be appended to, instead of 503s later."""
+        if self.path == "-":
+            return
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise AuditError(f"cannot append to {self.path} ({exc.strerror or exc})") from None
+
     def record(self, action: str, actor: Principal, **details: Any) -> dict[str, Any]:
         """Write and flush one record synchronously; raise AuditError if that is impossible."""
         entry: dict[str, Any] = {

@@ -83,6 +83,14 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
+    from aifactory.audit import AuditError, AuditLog
+
+    try:
+        AuditLog(settings.audit_log, "-").check()
+    except AuditError as exc:
+        return _fail(
+            f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file (e.g. under /tmp) or '-' for stdout"
+        )
     setup_logging(settings.log_level_no)
 
     import uvicorn

@@ -27,6 +27,7 @@ PASSWORD = "hunter2-very-secret"
         ({"AIFACTORY_TERMINAL_IDLE_SECONDS": "-1"}, "AIFACTORY_TERMINAL_IDLE_SECONDS"),
         ({"AIFACTORY_WS_OVERFLOW": "explode"}, "AIFACTORY_WS_OVERFLOW"),
         ({"AIFACTORY_AUDIT_LOG": "/tmp"}, "AIFACTORY_AUDIT_LOG"),
+        ({"AIFACTORY_AUDIT_LOG": "/nonexistent-dir/audit.jsonl"}, "AIFACTORY_AUDIT_LOG"),
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_it(env: dict[str, str], names: str) -> None:
