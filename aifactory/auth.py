@@ -15,6 +15,7 @@ ALGORITHM = "HS256"
 ROLES = ("user", "admin", "service")
 EMITTER_ROLES = frozenset({"admin", "service"})
 DEFAULT_TTL = 3600
+MAX_ID_LEN = 256  # the envelope's limit for user and org ids, so every id can cross replicas
 
 
 class AuthError(Exception):
@@ -62,8 +63,13 @@ def verify_token(secret: str, token: str | None) -> Principal:
     except jwt.PyJWTError:
         raise AuthError("token is malformed") from None
     sub, org, role = claims.get("sub"), claims.get("org"), claims.get("role")
-    if not (isinstance(sub, str) and sub and isinstance(org, str) and org):
-        raise AuthError("token sub and org must be non-empty strings")
+    if not (
+        isinstance(sub, str)
+        and 0 < len(sub) <= MAX_ID_LEN
+        and isinstance(org, str)
+        and 0 < len(org) <= MAX_ID_LEN
+    ):
+        raise AuthError(f"token sub and org must be non-empty strings of at most {MAX_ID_LEN} characters")
     if role not in ROLES:
         raise AuthError(f"token role must be one of {', '.join(ROLES)}")
     return Principal(user_id=sub, org_id=org, role=role, exp=float(claims["exp"]))

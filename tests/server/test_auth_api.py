@@ -41,6 +41,7 @@ def bad_tokens(secret: str) -> dict[str, str | None]:
         "alg-none": jwt.encode(good_claims(), None, algorithm="none"),
         "no-org": forged({k: v for k, v in good_claims().items() if k != "org"}, secret),
         "bad-role": forged(good_claims(role="root"), secret),
+        "long-sub": forged(good_claims(sub="u" * 257), secret),
     }
 
 
