@@ -46,7 +46,7 @@ def bad_tokens(secret: str) -> dict[str, str | None]:
 
 
 @pytest.mark.parametrize(
-    "kind", ["missing", "expired", "forged", "garbage", "alg-none", "no-org", "bad-role"]
+    "kind", ["missing", "expired", "forged", "garbage", "alg-none", "no-org", "bad-role", "long-sub"]
 )
 async def test_events_socket_refuses_bad_tokens_with_policy_violation(single: ServerSet, kind: str) -> None:
     token = bad_tokens(single.secret)[kind]
