@@ -130,12 +130,12 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from aifactory.auth import ROLES, mint_token
+    from aifactory.auth import MAX_ID_LEN, ROLES, mint_token
 
     if args.role not in ROLES:
         return _fail(f"--role {args.role!r} is not one of {', '.join(ROLES)}")
-    if not args.user.strip() or not args.org.strip():
-        return _fail("--user and --org must be non-empty")
+    if not (0 < len(args.user.strip()) <= MAX_ID_LEN and 0 < len(args.org.strip()) <= MAX_ID_LEN):
+        return _fail(f"--user and --org must be non-empty and at most {MAX_ID_LEN} characters")
     secret = os.environ.get("AIFACTORY_AUTH_SECRET", "").strip()
     try:
         if not secret:
