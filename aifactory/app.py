@@ -347,6 +347,10 @@ async def ws_terminal(websocket: WebSocket) -> None:
         log.info("terminal %s refused for %s: %s", term_id, principal.user_id, exc.reason)
         await websocket.close(code=exc.code, reason=exc.reason)
         return
+    except OSError as exc:  # no PTYs left, shell missing, fork failed
+        log.error("terminal %s for %s could not start: %s", term_id, principal.user_id, exc)
+        await websocket.close(code=1011, reason="could not start a shell on this replica")
+        return
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     async def pump_out() -> None:
