@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -61,6 +60,7 @@ _SSL_OPTIONS = (
     "ssl_keyfile",
     "ssl_check_hostname",
 )
+_BAD_NODE_FLAGS = {"fail", "fail?", "noaddr", "handshake"}
 _PASSTHROUGH = ("health_check_interval", "client_name", "protocol", "max_connections")
 
 
@@ -138,12 +138,18 @@ class RedisBridge:
         self._log = logging.LoggerAdapter(log, {"replica": replica_id})
         self._state = "connecting"
         self._stopping = False
+        self._own_event_prefix = (
+            encode_with_frame(replica_id, 0, "broadcast", None, "{}").partition(',"seq"')[0].encode()
+            + b',"seq":'
+        )
         self._seq = 0
         self._outbound: deque[tuple[int, str]] = deque()  # (seq, envelope); probes carry seq -1
         self._wake = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pub: Redis | RedisCluster | None = None
+        self._pub: Redis | None = None
+        self._known_nodes: list[tuple[str, int]] = list(target.hosts)
+        self._pub_cursor = 0
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._last_rx = 0.0
         self._probe_nonce = 0
@@ -292,20 +298,18 @@ class RedisBridge:
         h, p = host or t.hosts[0]
         return Redis(host=h, port=p, db=t.db, **kw)
 
-    def _publisher(self) -> Redis | RedisCluster:
+    async def _publisher(self) -> Redis:
         if self._pub is None:
             t = self.target
             if t.kind == "sentinel":
                 kw = self._node_kwargs(publisher=True)
                 self._pub = self._sentinel().master_for(t.service_name or "", db=t.db, **kw)
             elif t.kind == "cluster":
-                kw = self._node_kwargs(publisher=True)
-                kw.pop("client_name", None)
-                self._pub = RedisCluster(
-                    startup_nodes=[ClusterNode(h, p) for h, p in t.hosts],
-                    require_full_coverage=False,
-                    **kw,
-                )
+                # Classic PUBLISH is keyless and Redis Cluster broadcasts it to every node, so any live node
+                # will do. A plain node connection that rotates on failure recovers at once; RedisCluster
+                # would keep routing keyless commands to its default node after that node died.
+                nodes = await self._cluster_nodes()
+                self._pub = self._single_client(publisher=True, host=nodes[self._pub_cursor % len(nodes)])
             else:
                 self._pub = self._single_client(publisher=True)
         return self._pub
@@ -318,20 +322,34 @@ class RedisBridge:
             except Exception as exc:  # closing a broken client must not break the loop
                 self._log.debug("closing the Redis publisher failed: %s", self._scrub(exc))
 
-    async def _cluster_candidates(self) -> list[tuple[str, int]]:
-        """Nodes to subscribe through: the live topology when reachable, then the URL's seed hosts."""
-        found: list[tuple[str, int]] = []
+    async def _cluster_nodes(self) -> list[tuple[str, int]]:
+        """Cluster nodes worth talking to: the connected, non-failed ones per CLUSTER NODES of the first
+        reachable known node; the URL's seed hosts when no node answers."""
+        known = list(dict.fromkeys([*self._known_nodes, *self.target.hosts]))
+        for host in known:
+            client = self._single_client(publisher=True, host=host)
+            try:
+                nodes = await asyncio.wait_for(client.cluster("NODES"), self.connect_timeout)
+            except Exception as exc:
+                self._log.debug("CLUSTER NODES via %s:%d failed: %s", host[0], host[1], self._scrub(exc))
+                continue
+            finally:
+                await self._close_quietly(client)
+            live = sorted(
+                (addr.rpartition(":")[0].strip("[]"), int(addr.rpartition(":")[2]))
+                for addr, info in nodes.items()
+                if info.get("connected") and not _BAD_NODE_FLAGS & set(str(info.get("flags", "")).split(","))
+            )
+            if live:
+                self._known_nodes = live
+                return live
+        return known
+
+    async def _close_quietly(self, client: Redis) -> None:
         try:
-            pub = self._publisher()
-            assert isinstance(pub, RedisCluster)
-            await asyncio.wait_for(pub.initialize(), self.connect_timeout)
-            found = sorted((n.host, n.port) for n in pub.get_nodes())
+            await client.aclose()
         except Exception as exc:
-            self._log.debug("cluster topology refresh failed: %s", self._scrub(exc))
-            await self._drop_publisher()
-        seen: dict[tuple[str, int], None] = dict.fromkeys(found)
-        seen.update(dict.fromkeys(self.target.hosts))
-        return list(seen)
+            self._log.debug("closing a Redis connection failed: %s", self._scrub(exc))
 
     async def _open_subscription(self) -> tuple[Redis, Any, str]:
         t = self.target
@@ -340,7 +358,7 @@ class RedisBridge:
             kw = self._node_kwargs(publisher=False)
             client = self._sentinel().master_for(t.service_name or "", db=t.db, **kw)
         elif t.kind == "cluster":
-            nodes = await self._cluster_candidates()
+            nodes = await self._cluster_nodes()
             host = nodes[self._node_cursor % len(nodes)]
             where = f"cluster node {host[0]}:{host[1]}"
             client = self._single_client(publisher=False, host=host)
@@ -445,6 +463,8 @@ class RedisBridge:
                 raise _Deaf(f"own probe not seen for {now - self._probe_sent_at:.1f}s")
 
     def _handle(self, data: bytes | str) -> None:
+        if isinstance(data, bytes) and data.startswith(self._own_event_prefix):
+            return  # our own event coming back: already delivered locally; skip even the JSON parse
         try:
             env = decode(data)
         except EnvelopeError as exc:
@@ -515,6 +535,7 @@ class RedisBridge:
                 raise
             except Exception as exc:
                 self._publish_failures += 1
+                self._pub_cursor += 1  # cluster: publish through the next node
                 self._m_drop["publish_failed"].inc(len(batch) - probes)
                 if probes:
                     self._probe_pending = (
@@ -535,10 +556,9 @@ class RedisBridge:
                 self._m_published.inc(len(batch) - probes)
 
     async def _send(self, batch: list[str]) -> None:
-        pub = self._publisher()
-        if len(batch) == 1 or isinstance(pub, RedisCluster):
-            for item in batch:
-                await pub.publish(self.channel, item)
+        pub = await self._publisher()
+        if len(batch) == 1:
+            await pub.publish(self.channel, batch[0])
             return
         pipe = pub.pipeline(transaction=False)
         for item in batch:
