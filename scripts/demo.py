@@ -199,6 +199,9 @@ def main() -> int:
     except KeyboardInterrupt:
         say("\ndemo: interrupted")
         return 130
+    except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+        say(f"\ndemo failed: {exc}")
+        return 1
     finally:
         say("== Stopping everything the demo started")
         for server in servers:
