@@ -407,6 +407,7 @@ class RedisBridge:
                 await self._close_subscription(client, pubsub)
                 raise
             except _Deaf as exc:
+                self._set_state("reconnecting")  # before any await: publish() stops queueing at once
                 self.metrics.deaf.inc()
                 self._log.warning(
                     "Redis subscriber is connected but deaf (%s); reconnecting — "
@@ -436,6 +437,7 @@ class RedisBridge:
                     )
                 else:
                     self._log.debug("Redis connect attempt %d failed: %s", attempt + 1, self._scrub(exc))
+                self._set_state("reconnecting" if ever_connected else "connecting")
                 if self.target.kind == "cluster":
                     self._node_cursor += 1  # try the next node
             await self._close_subscription(client, pubsub)
