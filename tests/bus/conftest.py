@@ -99,6 +99,19 @@ async def eventually_delivered(
     raise AssertionError(f"fan-out never resumed; frames seen: {seen}")
 
 
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    """Wait for a condition with an upper bound (the bound is a failure, not a measurement)."""
+
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(poll(), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
 def records(caplog: pytest.LogCaptureFixture, replica: Replica, level: int) -> list[logging.LogRecord]:
     """This replica's bridge log records at exactly `level`."""
     return [

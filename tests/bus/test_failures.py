@@ -3,35 +3,20 @@ connected-but-deaf subscriber, and the reconnect backoff schedule."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 
 import pytest
 
 from aifactory.bridge import RedisBridge, backoff_delay
 from aifactory.bus import start_bus
 from aifactory.redis_url import parse_redis_url
-from tests.bus.conftest import WAIT, Replica, ReplicaFactory, records, recv
+from tests.bus.conftest import WAIT, Replica, ReplicaFactory, records, recv, wait_until
 from tests.support.ports import free_port
 from tests.support.redis_procs import RedisServer
 from tests.support.tcp_proxy import TcpProxy
 
 PASSWORD = "failure-modes-pw"
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait for a condition with an upper bound (the bound is a failure, not a measurement)."""
-
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    try:
-        await asyncio.wait_for(poll(), WAIT)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def delays(caplog: pytest.LogCaptureFixture, replica: Replica) -> list[float]:
