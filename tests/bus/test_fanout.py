@@ -212,3 +212,22 @@ async def test_channels_isolate_deployments(redis_pw: RedisServer, replicas: Rep
     b.bus.broadcast_event({"type": "end"})
     assert await recv_until(on_b, {"type": "end"}) == []
     await asyncio.sleep(0)
+
+
+async def test_unix_socket_url(replicas: ReplicaFactory) -> None:
+    server = RedisServer(password=PASSWORD)
+    sock = server.workdir / "redis.sock"
+    server.extra_args = ["--unixsocket", str(sock), "--unixsocketperm", "700"]
+    server.start()
+    try:
+        url = f"unix://:{PASSWORD}@{sock}?db=0"
+        a, b = await replicas(url), await replicas(url)
+        alice_b = b.client("alice", "acme")
+        a.bus.send_to_user("alice", {"type": "via-unix-socket"})
+        assert await recv(alice_b) == {"type": "via-unix-socket"}
+        subscribers = redis_cli(
+            server.port, "CLIENT", "LIST", "TYPE", "pubsub", password=PASSWORD
+        ).splitlines()
+        assert len(subscribers) == 2 and all(f"laddr={sock}" in line for line in subscribers)  # not TCP
+    finally:
+        server.stop()

@@ -37,8 +37,10 @@ async def assert_exactly_once(a: Replica, b: Replica, on_a: object, on_b: object
 
 
 async def test_sentinel_failover_keeps_fanout(replicas: ReplicaFactory) -> None:
-    setup = await asyncio.to_thread(SentinelSetup(password=PASSWORD).start)
+    # the sentinels have their own password too: both halves of the URL's auth are exercised
+    setup = await asyncio.to_thread(SentinelSetup(password=PASSWORD, sentinel_password="sentinel-pw").start)
     try:
+        assert setup.url().endswith("/mymaster/0?sentinel_password=sentinel-pw")
         a, b = await replicas(setup.url()), await replicas(setup.url())
         alice_a, alice_b = a.client("alice", "acme"), b.client("alice", "acme")
         a.bus.send_to_user("alice", {"before": "failover"})

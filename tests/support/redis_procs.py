@@ -110,6 +110,7 @@ class SentinelSetup:
 
     service_name: str = "mymaster"
     password: str | None = None
+    sentinel_password: str | None = None  # `requirepass` on the sentinels themselves
     master: RedisServer | None = None
     replica: RedisServer | None = None
     sentinels: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -119,7 +120,11 @@ class SentinelSetup:
     def url(self, scheme: str = "redis+sentinel") -> str:
         auth = f":{self.password}@" if self.password else ""
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        return f"{scheme}://{auth}{hosts}/{self.service_name}/0"
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"{scheme}://{auth}{hosts}/{self.service_name}/0{query}"
+
+    def _sentinel_cli(self, port: int, *args: str) -> str:
+        return redis_cli(port, *args, password=self.sentinel_password)
 
     def _auth_args(self) -> list[str]:
         return ["--masterauth", self.password] if self.password else []
@@ -152,6 +157,11 @@ class SentinelSetup:
             ]
             if self.password:
                 lines.append(f"sentinel auth-pass {self.service_name} {self.password}")
+            if self.sentinel_password:
+                lines += [
+                    f"requirepass {self.sentinel_password}",
+                    f"sentinel sentinel-pass {self.sentinel_password}",
+                ]
             conf.write_text("\n".join(lines) + "\n")
             proc = subprocess.Popen(
                 [redis_server_binary(), str(conf), "--sentinel"],
@@ -169,26 +179,30 @@ class SentinelSetup:
         return self
 
     def _master_info(self, port: int) -> dict[str, str]:
-        words = redis_cli(port, "SENTINEL", "MASTER", self.service_name).splitlines()
+        words = self._sentinel_cli(port, "SENTINEL", "MASTER", self.service_name).splitlines()
         return dict(zip(words[::2], words[1::2], strict=False))
 
     def master_port(self) -> int:
         """The master's port according to the first sentinel."""
-        addr = redis_cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name)
+        addr = self._sentinel_cli(
+            self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name
+        )
         return int(addr.splitlines()[1])
 
     def failover(self) -> int:
         """Force a failover (SENTINEL FAILOVER) and wait until every sentinel names the new master."""
         old = self.master_port()
         _wait_until(
-            lambda: redis_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.service_name) == "OK",
+            lambda: (
+                self._sentinel_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.service_name) == "OK"
+            ),
             "SENTINEL FAILOVER to be accepted",
         )
         for port in self.sentinel_ports:
             _wait_until(
                 lambda port=port: (
                     int(
-                        redis_cli(
+                        self._sentinel_cli(
                             port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name
                         ).splitlines()[1]
                     )
