@@ -33,6 +33,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from aifactory.envelope import (
@@ -157,6 +159,7 @@ class RedisBridge:
         self._probe_sent_at = 0.0
         self._node_cursor = 0
         self._publish_failures = 0
+        self._publish_warned = False
         self._log_oversize = _Everyso(self._log, logging.WARNING)
         self._log_bad = _Everyso(self._log, logging.WARNING)
         self._log_remote_error = _Everyso(self._log, logging.ERROR)
@@ -241,11 +244,12 @@ class RedisBridge:
             self._connected_event.clear()
 
     def _scrub(self, exc: BaseException) -> str:
+        """Exception text safe to log: no password, and short (pipeline errors quote the payload)."""
         text = f"{type(exc).__name__}: {exc}"
         for secret in (self.target.password, self.target.sentinel_password):
             if secret:
                 text = text.replace(secret, "***")
-        return text
+        return text if len(text) <= 200 else text[:200] + "…"
 
     def _common_kwargs(self) -> dict[str, Any]:
         t = self.target
@@ -540,22 +544,32 @@ class RedisBridge:
                 self._pub_cursor += 1  # cluster: publish through the next node
                 self._m_drop["publish_failed"].inc(len(batch) - probes)
                 if probes:
-                    self._probe_pending = (
-                        None  # that probe never left; do not count it against the subscriber
-                    )
-                if self._publish_failures == 3 and self._state == "connected":
-                    self._log.warning(
-                        "publishing to Redis keeps failing (%s); events are dropped", self._scrub(exc)
-                    )
-                else:
-                    self._log.debug(
-                        "PUBLISH failed (%s); dropped %d envelope(s)", self._scrub(exc), len(batch)
-                    )
+                    self._probe_pending = None  # that probe never left: not the subscriber's fault
+                self._log_publish_failure(exc, len(batch))
                 await self._drop_publisher()
                 continue
             self._publish_failures = 0
+            self._publish_warned = False
             if len(batch) > probes:
                 self._m_published.inc(len(batch) - probes)
+
+    def _log_publish_failure(self, exc: Exception, dropped: int) -> None:
+        """One WARNING per streak of failed publishes while the subscriber is fine. A refusal by Redis
+        (ACL, READONLY, ...) warns at once; connection-type errors only when they persist, because during
+        an outage the subscriber has already logged the one WARNING the operator needs."""
+        outage_like = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
+        if (
+            not self._publish_warned
+            and self._state == "connected"
+            and (not outage_like or self._publish_failures >= 3)
+        ):
+            self._publish_warned = True
+            self._log.warning(
+                "publishing to Redis keeps failing (%s); events reach only this replica's clients",
+                self._scrub(exc),
+            )
+        else:
+            self._log.debug("PUBLISH failed (%s); dropped %d envelope(s)", self._scrub(exc), dropped)
 
     async def _send(self, batch: list[str]) -> None:
         pub = await self._publisher()

@@ -13,7 +13,7 @@ from aifactory.bus import start_bus
 from aifactory.redis_url import parse_redis_url
 from tests.bus.conftest import WAIT, Replica, ReplicaFactory, records, recv, wait_until
 from tests.support.ports import free_port
-from tests.support.redis_procs import RedisServer
+from tests.support.redis_procs import RedisServer, redis_cli
 from tests.support.tcp_proxy import TcpProxy
 
 PASSWORD = "failure-modes-pw"
@@ -171,5 +171,34 @@ async def test_a_healthy_idle_subscriber_is_never_called_deaf(replicas: ReplicaF
         assert a.metric("aifactory_bus_deaf_subscriber_total") == 0
         assert a.metric("aifactory_bus_reconnects_total") == 0
         assert a.bus.state == "connected"
+    finally:
+        server.stop()
+
+
+async def test_failing_publishes_are_counted_never_raised_and_warned_once(
+    replicas: ReplicaFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real ACL user that may SUBSCRIBE but not PUBLISH: every publish fails on the Redis side while the
+    subscriber stays healthy. Callers never see an error, local delivery goes on, drops are counted, and
+    the operator gets one WARNING for the streak (not one per event)."""
+    caplog.set_level(logging.DEBUG, logger="aifactory")
+    server = RedisServer(password=PASSWORD).start()
+    try:
+        acl = ["ACL", "SETUSER", "listener", "on", ">listener-pw", "resetchannels", "&*", "+@all", "-publish"]
+        redis_cli(server.port, *acl, password=PASSWORD)
+        a = await replicas(f"redis://listener:listener-pw@127.0.0.1:{server.port}/0")
+        alice = a.client("alice", "acme")
+        for i in range(5):
+            assert a.bus.send_to_user("alice", {"i": i}) == 1  # no exception reaches the caller
+            assert await recv(alice) == {"i": i}
+        await wait_until(
+            lambda: a.metric("aifactory_bus_dropped_total", reason="publish_failed") == 5, "drops"
+        )
+        assert a.metric("aifactory_bus_published_total") == 0
+        warnings = records(caplog, a, logging.WARNING)
+        assert len(warnings) == 1 and "publishing to Redis keeps failing" in warnings[0].getMessage()
+        assert "NOPERM" in warnings[0].getMessage() or "permission" in warnings[0].getMessage().lower()
+        assert a.bus.state == "connected"  # the subscriber was never affected
+        assert "listener-pw" not in caplog.text
     finally:
         server.stop()
