@@ -10,9 +10,10 @@ frames to `on_remote(scope, target, frame)`. Three background tasks, all started
 - publisher: drains a bounded outbound queue (pipelined). `publish()` itself only appends a str, so a slow
   or dead Redis never delays a request; when the queue is full, the link is down, or PUBLISH fails, the event
   is dropped and counted (at-most-once, no replay — the spec's semantics).
-- probe: when the subscription has been idle for `probe_interval`, publish a probe envelope; if our own probe
-  does not come back within `probe_timeout` while nothing else arrived, the subscriber is connected but
-  deaf: count it, log a WARNING, and rebuild both connections.
+- probe: every `probe_interval`, publish a probe envelope; if our own probe does not come back within
+  `probe_timeout` while nothing else arrived, the subscriber is connected but deaf: count it, log a WARNING,
+  and rebuild both connections. The probe also carries our last settled seq, so the other replicas notice
+  a gap even when we go quiet afterwards. (Cost: one tiny PUBLISH per replica per interval.)
 
 Every event consumes a per-origin sequence number even when it is not published (oversize, queue full, link
 down), so receivers see the gap and send their clients `{"type":"resync","reason":"gap","origin":<uuid>,
@@ -479,7 +480,7 @@ class RedisBridge:
             return
         if env.kind == KIND_PROBE:
             if env.origin != self.replica_id:
-                self._advance(env.origin, env.seq, settled=True)  # another replica's idle heartbeat
+                self._advance(env.origin, env.seq, settled=True)  # another replica's periodic heartbeat
             elif self._probe_pending is not None and env.nonce >= self._probe_pending:
                 self._probe_pending = None
             return
@@ -588,8 +589,6 @@ class RedisBridge:
             now = time.monotonic()
             if self._state != "connected" or self._probe_pending is not None:
                 continue
-            if now - self._last_rx < self.probe_interval:
-                continue  # traffic arrived recently: the subscription is evidently not deaf
             self._probe_nonce += 1
             self._probe_pending = self._probe_nonce
             self._probe_sent_at = now

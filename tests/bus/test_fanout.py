@@ -123,10 +123,10 @@ async def test_oversize_event_is_local_only_counted_and_remote_clients_resync(
     assert len(warnings) == 1  # logged once, not once per event
 
 
-async def test_idle_probe_reveals_a_gap_without_a_further_event(
+async def test_probe_reveals_a_gap_without_a_further_event(
     redis_pw: RedisServer, replicas: ReplicaFactory
 ) -> None:
-    """An origin that drops an event and then goes quiet still gets remote clients resynced: its idle
+    """An origin that drops an event and then goes quiet still gets remote clients resynced: its
     self-probe carries the last settled sequence number."""
     a = await replicas(redis_pw.url, probe_interval=0.2, max_event_bytes=1024)
     b = await replicas(redis_pw.url)
