@@ -16,10 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-CHART_VALUES = Path(__file__).resolve().parents[2] / "chart" / "values.yaml"
-
 # The paths the chart's Ingress routes. The terminal path carries the affinity cookie and is its Path
 # attribute, so the cookie never travels with /ws/events or API calls (they stay free to balance).
 TERMINAL_PATH = "/ws/terminal"
@@ -32,33 +28,35 @@ class ValuesError(ValueError):
     """A values file or value that cannot drive the load balancer; str() is one line with the fix."""
 
 
-def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's merge: maps merge key by key, anything else replaces, and null deletes the key."""
-    out = dict(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = value
-    return out
+def load_values(files: Iterable[Path], chart_dir: str | None = None) -> dict[str, Any]:
+    """The chart's defaults, then each -f file in order, merged and checked by the validator's pipeline.
 
+    One merge for the validator and the load balancer: the HAProxy config is generated from exactly the
+    values `aifactory-validate` (and so `helm install -f a -f b`) would accept, or not at all.
+    """
+    from validator import pipeline
+    from validator.chart import Chart, ChartError
+    from validator.model import ERROR
 
-def load_values(files: Iterable[Path], chart_values: Path = CHART_VALUES) -> dict[str, Any]:
-    """chart/values.yaml, then each -f file in order, merged like `helm install -f a -f b`."""
-    merged: dict[str, Any] = {}
-    for path in (chart_values, *files):
+    inputs: list[tuple[str, bytes]] = []
+    for path in files:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            inputs.append((str(path), Path(path).read_bytes()))
         except OSError as exc:
             raise ValuesError(f"{path}: cannot read ({exc.strerror}); pass an existing values file") from None
-        except yaml.YAMLError as exc:
-            raise ValuesError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
-        if not isinstance(data, Mapping):
-            raise ValuesError(f"{path}: top level must be a mapping of values; fix the file")
-        merged = merge_values(merged, data)
-    return merged
+    try:
+        result = pipeline.run(Chart(chart_dir), inputs, [])
+    except ChartError as exc:
+        raise ValuesError(str(exc)) from None
+    errors = [f for f in result.findings if f.severity == ERROR]
+    if errors:
+        first = errors[0]
+        where = f"{first.location}: " if first.location else ""
+        raise ValuesError(
+            f"{where}[{first.rule}] {first.message}; {first.fix} "
+            f"(run aifactory-validate for all {len(errors)} problem(s))"
+        )
+    return result.values
 
 
 @dataclass(frozen=True)

@@ -210,8 +210,8 @@ def test_comparison_catches_tampering(helm4: str, tmp_path: Path) -> None:
         ("ingress:\n  websocketTimeoutSeconds: 1h\n", "ingress.websocketTimeoutSeconds"),
         ("ingress:\n  terminalAffinity:\n    cookieName: 'a b'\n", "ingress.terminalAffinity.cookieName"),
         ("ingress:\n  terminalAffinity:\n    controller: envoy\n", "ingress.terminalAffinity.controller"),
-        ("- not a mapping\n", "top level"),
-        ("ingress: [\n", "not valid YAML"),
+        ("- not a mapping\n", "yaml-not-a-mapping"),
+        ("ingress: [\n", "invalid YAML"),
     ],
 )
 def test_bad_values_give_one_line_errors(
