@@ -29,6 +29,19 @@ SANDBOX = (
 )
 
 
+def sandbox_script() -> str:
+    """SANDBOX, keeping the checkout visible when it lives under /tmp (the fresh tmpfs would hide it).
+
+    The checkout is parked on /mnt first, then bound back at its own path inside the new /tmp, read-only.
+    """
+    if not ROOT.is_relative_to("/tmp"):
+        return SANDBOX
+    root = shlex.quote(str(ROOT))
+    park = f"mount --bind {root} /mnt && "
+    restore = f"mkdir -p {root} && mount --bind /mnt {root} && mount -o remount,bind,ro {root} && "
+    return park + SANDBOX.replace("&& exec setpriv", f"&& {restore}exec setpriv")
+
+
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
     for tool in ("unshare", "setpriv"):  # util-linux, part of every Debian base: missing = broken setup
@@ -49,7 +62,7 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
     inner = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "aifactory.cli", "serve"])
     with open(server.log_path, "ab") as log:
         server.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX + inner],
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", sandbox_script() + inner],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
