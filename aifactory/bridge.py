@@ -41,7 +41,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from aifactory.envelope import (
     KIND_PROBE,
     EnvelopeError,
-    decode,
+    decode_with_frame,
     encode_event,
     encode_probe,
     encode_with_frame,
@@ -473,7 +473,7 @@ class RedisBridge:
         if isinstance(data, bytes) and data.startswith(self._own_event_prefix):
             return  # our own event coming back: already delivered locally; skip even the JSON parse
         try:
-            env = decode(data)
+            env, frame = decode_with_frame(data)  # frame: the publisher's own event text, not re-encoded
         except EnvelopeError as exc:
             self._m_bad[exc.reason].inc()
             self._log_bad("ignored an envelope on channel '%s' (%s): %s", self.channel, exc.reason, exc)
@@ -490,7 +490,7 @@ class RedisBridge:
             self._m_drop["duplicate"].inc()
             return
         self._m_received.inc()
-        self._deliver(env.scope, env.target, encode_event(env.event or {}))
+        self._deliver(env.scope, env.target, frame or "{}")
 
     def _advance(self, origin: str, seq: int, *, settled: bool) -> bool:
         """Track `origin`'s sequence; resync local clients on a gap. False if `seq` is not new.

@@ -13,11 +13,15 @@ The channel may be shared with other software, so `decode` treats input as hosti
 exactly this shape raises `EnvelopeError` with a `reason` for the metrics label:
 "malformed" (not JSON / wrong types), "foreign" (JSON, but not an AIFactory envelope) or "version" (a newer
 envelope version than this replica understands).
+
+The receiving side uses `decode_with_frame`: it also returns the event's JSON text exactly as the publisher
+embedded it, so a remote event reaches local sockets without being re-encoded (and byte-identical).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "decode",
+    "decode_with_frame",
     "encode",
     "encode_event",
     "encode_probe",
@@ -40,6 +45,13 @@ KIND_PROBE = "probe"
 _MAX_ID_LEN = 256
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # ensure_ascii: len(str) == len(bytes) on the wire
+_raw_decode = json.JSONDecoder().raw_decode
+# The exact header `encode_with_frame` writes (origin without JSON escapes); anything else takes `decode`.
+_ID = r'[^"\\\x00-\x1f]{1,' + str(_MAX_ID_LEN) + "}"
+_CANONICAL_HEAD = re.compile(
+    rf'\{{"v":{VERSION},"origin":"({_ID})","seq":(0|[1-9][0-9]{{0,30}}),'
+    r'"scope":"(broadcast|user|org)","target":(null|"(?:[^"\\\x00-\x1f]|\\.){1,1600}"),"event":'
+)
 
 
 class EnvelopeError(ValueError):
@@ -142,3 +154,41 @@ def decode(data: str | bytes) -> Envelope:
     if not isinstance(event, dict):
         raise EnvelopeError("malformed", "'event' must be a JSON object")
     return Envelope(origin=origin, seq=seq, scope=scope, target=target, event=event)
+
+
+def _json_str(quoted: str) -> str | None:
+    if "\\" not in quoted:
+        return quoted[1:-1]
+    try:
+        return json.loads(quoted)  # type: ignore[no-any-return]
+    except ValueError:
+        return None
+
+
+def decode_with_frame(data: str | bytes) -> tuple[Envelope, str | None]:
+    """`decode`, plus the event's JSON text (None for a probe) to hand to local sockets.
+
+    An envelope in exactly the layout `encode_with_frame` writes is checked field by field and its event
+    parsed once (it must be one JSON object closing the envelope); the frame is then the publisher's own
+    text, sliced out, never re-encoded. Anything else goes through `decode` (same checks, same errors) and
+    the event is re-encoded.
+    """
+    text: str | None
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        text = None
+    match = _CANONICAL_HEAD.match(text) if text is not None and text.endswith("}") else None
+    if match is not None and text is not None:
+        origin, seq, scope, target_json = match.groups()
+        target = None if target_json == "null" else _json_str(target_json)
+        if (target_json == "null") if scope == "broadcast" else _is_id(target):
+            start = match.end()
+            try:
+                event, end = _raw_decode(text, start)
+            except (ValueError, RecursionError):
+                event, end = None, -1
+            if isinstance(event, dict) and end == len(text) - 1:
+                return Envelope(origin, int(seq), scope, target, event), text[start:end]
+    env = decode(data)
+    return env, (None if env.kind == KIND_PROBE else encode_event(env.event or {}))

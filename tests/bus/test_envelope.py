@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from aifactory.envelope import (
     Envelope,
     EnvelopeError,
     decode,
+    decode_with_frame,
     encode,
     encode_event,
     encode_probe,
@@ -67,34 +69,87 @@ def test_event_must_be_a_json_object() -> None:
         encode_event({"x": object()})
 
 
+BAD_WIRES = [
+    (b"\xff\xfe\x00garbage", "malformed"),
+    ("not json at all", "malformed"),
+    ("[" * 100_000 + "]" * 100_000, "malformed"),
+    ('{"v":1,"origin":"o","seq":"1","scope":"user","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":true,"scope":"user","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":-1,"scope":"user","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"planet","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"user","target":null,"event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":"x","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"org","target":"o","event":[1]}', "malformed"),
+    ('{"v":1,"origin":"","seq":1,"scope":"broadcast","target":null,"event":{}}', "malformed"),
+    ('{"v":"1","origin":"o","seq":1,"scope":"broadcast","target":null,"event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","kind":"probe","nonce":"x"}', "malformed"),
+    ("[1,2,3]", "foreign"),
+    ('"just a string"', "foreign"),
+    ('{"type":"message","data":"from some other app"}', "foreign"),
+    ('{"v":1,"origin":"o","kind":"telemetry"}', "foreign"),
+    ('{"v":2,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":{}}', "version"),
+    ('{"v":99,"origin":"o","whatever":"new shape"}', "version"),
+    # our own header layout, broken after it: the receiver's fast path must reject these too
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":{"a":}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":{"a":1}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":{"a":1}}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":[{}]}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":"\\q","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"user","target":"\\q","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"user","target":"","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":01,"scope":"user","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"user","target":"' + "u" * 257 + '","event":{}}', "malformed"),
+    ('{"v":1,"origin":"' + "o" * 257 + '","seq":1,"scope":"user","target":"u","event":{}}', "malformed"),
+    ('{"v":1,"origin":"o","seq":1,"scope":"org","target":"o","event":' + "[" * 100_000 + "}", "malformed"),
+]
+
+
+@pytest.mark.parametrize(("wire", "reason"), BAD_WIRES)
+@pytest.mark.parametrize("decoder", [decode, decode_with_frame], ids=["decode", "decode_with_frame"])
+def test_bad_input_raises_envelope_error_with_reason(
+    wire: str | bytes, reason: str, decoder: Callable[[str | bytes], object]
+) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        decoder(wire)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(("scope", "target"), [("broadcast", None), ("user", "u-1"), ("org", 'o "q" \u00e9')])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_receiver_gets_the_publishers_frame_text_verbatim(
+    scope: str, target: str | None, as_bytes: bool
+) -> None:
+    """The frame is sliced out of the envelope, not re-encoded: even text a re-encode would change
+    (1.50, an escaped \u00e9, a nested "event" key) reaches local sockets byte-identical."""
+    frame = '{"type":"x","n":1.50,"s":"\\u00e9","event":{"seq":2},"e":1e2}'
+    assert encode_event(json.loads(frame)) != frame  # so the check below can tell the two apart
+    wire = encode_with_frame(ORIGIN, 9, scope, target, frame)
+    env, got = decode_with_frame(wire.encode() if as_bytes else wire)
+    assert got == frame
+    assert env == decode(wire)
+
+
 @pytest.mark.parametrize(
-    ("wire", "reason"),
+    "wire",
     [
-        (b"\xff\xfe\x00garbage", "malformed"),
-        ("not json at all", "malformed"),
-        ("[" * 100_000 + "]" * 100_000, "malformed"),
-        ('{"v":1,"origin":"o","seq":"1","scope":"user","target":"u","event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":true,"scope":"user","target":"u","event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":-1,"scope":"user","target":"u","event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":1,"scope":"planet","target":"u","event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":1,"scope":"user","target":null,"event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":1,"scope":"broadcast","target":"x","event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","seq":1,"scope":"org","target":"o","event":[1]}', "malformed"),
-        ('{"v":1,"origin":"","seq":1,"scope":"broadcast","target":null,"event":{}}', "malformed"),
-        ('{"v":"1","origin":"o","seq":1,"scope":"broadcast","target":null,"event":{}}', "malformed"),
-        ('{"v":1,"origin":"o","kind":"probe","nonce":"x"}', "malformed"),
-        ("[1,2,3]", "foreign"),
-        ('"just a string"', "foreign"),
-        ('{"type":"message","data":"from some other app"}', "foreign"),
-        ('{"v":1,"origin":"o","kind":"telemetry"}', "foreign"),
-        ('{"v":2,"origin":"o","seq":1,"scope":"broadcast","target":null,"event":{}}', "version"),
-        ('{"v":99,"origin":"o","whatever":"new shape"}', "version"),
+        '{"origin":"o","v":1,"seq":3,"scope":"user","target":"u","event":{"a":1.50}}',  # other key order
+        '{"v": 1, "origin": "o", "seq": 3, "scope": "user", "target": "u", "event": {"a": 1.50}}',
+        '{"v":1,"origin":"o","seq":3,"scope":"user","target":"u","event":{"a":1.50},"extra":true}',
+        '{"v":1,"origin":"o","seq":3,"scope":"user","target":"u","event":{"a":0},"event":{"a":1.50}}',
+        '{"v":1,"origin":"\\u006f","seq":3,"scope":"user","target":"u","event":{"a":1.50}}',
+        '{"v":1,"origin":"o","seq":3,"scope":"user","target":"u","event":{"a":1.50}}\n',
     ],
 )
-def test_bad_input_raises_envelope_error_with_reason(wire: str | bytes, reason: str) -> None:
-    with pytest.raises(EnvelopeError) as info:
-        decode(wire)
-    assert info.value.reason == reason
+def test_other_valid_layouts_decode_as_before_with_a_re_encoded_frame(wire: str) -> None:
+    env, frame = decode_with_frame(wire)
+    assert env == decode(wire)
+    assert (env.origin, env.seq, env.target, env.event) == ("o", 3, "u", {"a": 1.5})
+    assert frame == '{"a":1.5}'
+
+
+def test_probe_has_no_frame() -> None:
+    env, frame = decode_with_frame(encode_probe(ORIGIN, 3, 5))
+    assert (env.kind, env.nonce, env.seq, frame) == ("probe", 3, 5, None)
 
 
 def test_envelope_defaults() -> None:

@@ -166,6 +166,22 @@ async def test_sequence_gap_and_duplicate_from_an_origin(
     assert bob.pending() == 0
 
 
+async def test_remote_frame_reaches_local_sockets_byte_identical(
+    redis_pw: RedisServer, replicas: ReplicaFactory
+) -> None:
+    """The receiving replica hands on the publisher's frame text as is (no decode/re-encode), both for
+    a real replica's event and for one whose text a re-encode would visibly change."""
+    a, b = await replicas(redis_pw.url), await replicas(redis_pw.url)
+    alice = a.client("alice", "acme")
+    b.bus.send_to_user("alice", {"type": "from-b", "text": "h\u00e9llo"})
+    assert await asyncio.wait_for(alice.get(), 10) == '{"type":"from-b","text":"h\\u00e9llo"}'
+    frame = '{"type":"verbatim","n":1.50,"e":1e2,"event":{"seq":99}}'
+    env = f'{{"v":1,"origin":"{uuid.uuid4()}","seq":1,"scope":"user","target":"alice","event":{frame}}}'
+    redis_cli(redis_pw.port, "PUBLISH", "aif:test", env, password=PASSWORD)
+    assert await asyncio.wait_for(alice.get(), 10) == frame
+    assert alice.pending() == 0
+
+
 async def test_slow_client_does_not_delay_fast_client_across_replicas(
     redis_pw: RedisServer, replicas: ReplicaFactory
 ) -> None:
