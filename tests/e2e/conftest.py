@@ -26,8 +26,7 @@ def stack() -> Iterator[Stack]:
     lb = None
     try:
         replicas = start_servers(3, redis_url=redis.url, extra_env={"AIFACTORY_TERMINAL_GRACE_SECONDS": "30"})
-        for server in replicas:
-            server.wait_bridge("connected")
+        replicas.wait_bridge("connected")
         lb = HAProxy([f"127.0.0.1:{s.port}" for s in replicas]).start()
         yield Stack(redis, replicas, lb)
     finally:

@@ -41,8 +41,7 @@ def redis_and_replicas() -> Iterator[tuple[RedisServer, ServerSet]]:
     servers = None
     try:
         servers = start_servers(3, redis_url=redis.url, extra_env=ENV)
-        for s in servers:
-            s.wait_bridge("connected")
+        servers.wait_bridge("connected")
         yield redis, servers
     finally:
         if servers is not None:
@@ -90,8 +89,7 @@ async def test_sentinel_failover() -> None:
     with SentinelSetup() as sentinel:
         servers = start_servers(3, redis_url=sentinel.url(), extra_env=ENV)
         try:
-            for s in servers:
-                s.wait_bridge("connected")
+            servers.wait_bridge("connected")
             old = sentinel.master_port()
 
             def heal() -> float:

@@ -27,8 +27,7 @@ def cluster(module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     """Three replicas on one Redis, bridges connected; tests must leave it as they found it."""
     servers = start_servers(3, redis_url=module_redis.url, workdir=tmp_path_factory.mktemp("cluster"))
     try:
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         yield servers
     finally:
         servers.stop()

@@ -89,8 +89,7 @@ def bridged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
     with RedisServer() as redis:
         servers = start_servers(3, redis_url=redis.url, workdir=tmp_path_factory.mktemp("hook"))
         try:
-            for server in servers:
-                server.wait_bridge("connected")
+            servers.wait_bridge("connected")
             yield servers
         finally:
             servers.stop()

@@ -34,8 +34,7 @@ async def test_redis_killed_mid_session_local_delivery_continues_and_fanout_resu
         2, redis_url=redis.url, extra_env=FAST_BACKOFF, workdir=tmp_path_factory.mktemp("kill")
     )
     try:
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         token = servers.token("alice", "org-a")
         near, far = [await EventClient.connect(s.ws_url(token=token), s.name) for s in servers]
         before = uuid.uuid4().hex
@@ -51,8 +50,7 @@ async def test_redis_killed_mid_session_local_delivery_continues_and_fanout_resu
         await near.wait_marker(during)  # own-replica delivery is independent of Redis
 
         redis.start()  # same port: the servers were never restarted
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         after = uuid.uuid4().hex
         fire(servers, 0, after)
         await far.wait_marker(after)
@@ -94,8 +92,7 @@ async def test_redis_down_at_startup_logs_error_once_then_debug_and_recovers(
         await near.wait_marker(local)
 
         redis.start()
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         crossed = uuid.uuid4().hex
         fire(servers, 0, crossed)
         await far.wait_marker(crossed)

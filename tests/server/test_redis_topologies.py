@@ -121,8 +121,7 @@ async def test_fanout_survives_a_sentinel_failover(
     url = "redis+sentinel://" + ",".join(f"127.0.0.1:{s.port}" for s in sentinels) + "/mymaster"
     servers = start_servers(2, redis_url=url, extra_env=FAST, workdir=tmp_path / "servers")
     try:
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         far = await EventClient.connect(servers[1].ws_url(token=servers.token("alice", "org-a")), "far")
         await fan_out_recovers(servers, far, attempts=3)
 
@@ -189,8 +188,7 @@ async def test_three_master_cluster_carries_fanout(redis_cluster: list[RedisServ
     url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in redis_cluster)
     servers = start_servers(3, redis_url=url, extra_env=FAST, workdir=tmp_path / "servers")
     try:
-        for server in servers:
-            server.wait_bridge("connected")
+        servers.wait_bridge("connected")
         clients = [
             await EventClient.connect(s.ws_url(token=servers.token("alice", "org-a")), s.name)
             for s in servers

@@ -189,6 +189,11 @@ class ServerSet:
     def token(self, user: str, org: str = "org-a", role: str = "user", ttl: float = 3600) -> str:
         return mint_token(self.secret, user, org, role, ttl)
 
+    def wait_bridge(self, state: str) -> None:
+        """Block until every replica's /readyz reports this bridge state (e.g. "connected")."""
+        for server in self.servers:
+            server.wait_bridge(state)
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
