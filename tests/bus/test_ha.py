@@ -36,6 +36,21 @@ async def assert_exactly_once(a: Replica, b: Replica, on_a: object, on_b: object
         assert sub.pending() == 0  # type: ignore[attr-defined]
 
 
+async def assert_settled_then_exactly_once(a: Replica, b: Replica, on_a: object, on_b: object) -> None:
+    """Drain what the switch-over left behind, then prove exactly-once delivery both ways.
+
+    Before a marker from each side, a client may hold copies of the retries (local and late remote ones)
+    and a resync notice; nothing else is allowed.
+    """
+    marker = {"type": "marker"}
+    a.bus.broadcast_event(marker)
+    b.bus.broadcast_event(marker)
+    for sub in (on_a, on_b):
+        leftovers = await recv_until(sub, marker) + await recv_until(sub, marker)  # type: ignore[arg-type]
+        assert {f["type"] for f in leftovers} <= {"retry", "resync"}
+    await assert_exactly_once(a, b, on_a, on_b)
+
+
 async def test_sentinel_failover_keeps_fanout(replicas: ReplicaFactory) -> None:
     # the sentinels have their own password too: both halves of the URL's auth are exercised
     setup = await asyncio.to_thread(SentinelSetup(password=PASSWORD, sentinel_password="sentinel-pw").start)
@@ -58,14 +73,7 @@ async def test_sentinel_failover_keeps_fanout(replicas: ReplicaFactory) -> None:
         for r in (a, b):
             assert await r.bridge.wait_connected(WAIT)
             assert subscriber_ports([new_master], r) == [new_master]
-        marker = {"type": "marker"}
-        a.bus.broadcast_event(marker)
-        b.bus.broadcast_event(marker)
-        for sub in (alice_a, alice_b):
-            # copies of the retries (local and late remote ones), maybe a resync notice — nothing else
-            leftovers = await recv_until(sub, marker) + await recv_until(sub, marker)
-            assert {f["type"] for f in leftovers} <= {"retry", "resync"}
-        await assert_exactly_once(a, b, alice_a, alice_b)
+        await assert_settled_then_exactly_once(a, b, alice_a, alice_b)
     finally:
         await asyncio.to_thread(setup.stop)
 
@@ -106,12 +114,6 @@ async def test_cluster_carries_fanout_and_survives_losing_the_subscribed_node(
         assert await a.bridge.wait_connected(WAIT)
         assert subscriber_ports(live, a) != []
         assert a.metric("aifactory_bus_reconnects_total") >= 1
-        marker = {"type": "marker"}
-        a.bus.broadcast_event(marker)
-        b.bus.broadcast_event(marker)
-        for sub in (alice_a, alice_b):
-            leftovers = await recv_until(sub, marker) + await recv_until(sub, marker)
-            assert {f["type"] for f in leftovers} <= {"retry", "resync"}
-        await assert_exactly_once(a, b, alice_a, alice_b)
+        await assert_settled_then_exactly_once(a, b, alice_a, alice_b)
     finally:
         await asyncio.to_thread(cluster.stop)
