@@ -1,11 +1,13 @@
-"""`helm lint --strict` per example, the NOTES.txt warnings, and the generated values reference."""
+"""`helm lint --strict` per example, NOTES.txt warnings (Helm 3 and 4), the generated values reference."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
@@ -35,51 +37,88 @@ def test_schema_is_a_valid_draft_07_schema_and_accepts_the_defaults() -> None:
     assert not errors, errors
 
 
-def notes(helm4: str, *args: str) -> str:
-    """NOTES.txt as `helm install` prints it. Helm 3.17 needs a cluster even for --dry-run=client, so
-    only Helm 4 renders NOTES offline; the template engine and NOTES file are the same for both."""
+@pytest.fixture(scope="session")
+def notes_probe_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the chart whose extra template renders NOTES.txt's exact text as a YAML string.
+
+    Helm 3.17 needs a cluster even for `install --dry-run=client`, and `helm template` never prints NOTES;
+    wrapping the unchanged NOTES.txt in a named template lets Helm 3's own engine render it offline.
+    """
+    chart = tmp_path_factory.mktemp("notes") / "aifactory"
+    shutil.copytree(CHART, chart)
+    body = (CHART / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+    (chart / "templates" / "notes-probe.yaml").write_text(
+        '{{- define "aifactory.notesProbe" }}' + body + "{{ end }}\n"
+        'notes: {{ include "aifactory.notesProbe" . | toJson }}\n',
+        encoding="utf-8",
+    )
+    return chart
+
+
+def notes_via_install(helm4: str, *args: str) -> str:
+    """NOTES.txt as `helm install` prints it (Helm 4 renders it offline with --dry-run=client)."""
     proc = run_helm(helm4, "install", "aifactory", str(CHART), "--dry-run=client", "-n", "aifactory", *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split("NOTES:", 1)[1]
 
 
-def test_notes_warn_about_replicas_without_redis(helm4: str) -> None:
-    text = notes(helm4, "--set", "replicaCount=3")
+def notes_via_probe(helm_bin: str, probe: Path, *args: str) -> str:
+    proc = run_helm(helm_bin, "template", "aifactory", str(probe), "-n", "aifactory",
+                    "--show-only", "templates/notes-probe.yaml", *args)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)["notes"]
+
+
+@pytest.fixture
+def notes(helm: str, notes_probe_chart: Path) -> Callable[..., str]:
+    """NOTES text on both Helm versions: Helm 4 through `helm install`, Helm 3 through the probe chart."""
+    if helm_major(helm) >= 4:
+        return lambda *args: notes_via_install(helm, *args)
+    return lambda *args: notes_via_probe(helm, notes_probe_chart, *args)
+
+
+def test_notes_probe_renders_what_helm_install_prints(helm4: str, notes_probe_chart: Path) -> None:
+    args = ("--set", "replicaCount=3", "--set", "ingress.enabled=true")
+    assert notes_via_probe(helm4, notes_probe_chart, *args).strip() == notes_via_install(helm4, *args).strip()
+
+
+def test_notes_warn_about_replicas_without_redis(notes: Callable[..., str]) -> None:
+    text = notes("--set", "replicaCount=3")
     assert "WARNING: up to 3 replicas run with redis.enabled=false" in text
     assert QUOTED_LOG_LINE in text
 
 
-def test_notes_warn_about_hpa_without_redis(helm4: str) -> None:
-    text = notes(helm4, "--set", "autoscaling.enabled=true", "--set", "resources.requests.cpu=100m")
+def test_notes_warn_about_hpa_without_redis(notes: Callable[..., str]) -> None:
+    text = notes("--set", "autoscaling.enabled=true", "--set", "resources.requests.cpu=100m")
     assert "WARNING: up to 10 replicas run with redis.enabled=false" in text
     assert QUOTED_LOG_LINE in text
 
 
-def test_notes_warn_about_inline_url(helm4: str) -> None:
-    text = notes(helm4, "--set", "redis.enabled=true", "--set", "redis.url=redis://:pw-xyz@r:6379/0")
+def test_notes_warn_about_inline_url(notes: Callable[..., str]) -> None:
+    text = notes("--set", "redis.enabled=true", "--set", "redis.url=redis://:pw-xyz@r:6379/0")
     assert "WARNING: redis.url is set inline" in text
     assert "pw-xyz" not in text
 
 
-def test_notes_warn_about_ingress_without_terminal_affinity(helm4: str) -> None:
-    text = notes(helm4, "--set", "replicaCount=2", "--set", "ingress.enabled=true")
+def test_notes_warn_about_ingress_without_terminal_affinity(notes: Callable[..., str]) -> None:
+    text = notes("--set", "replicaCount=2", "--set", "ingress.enabled=true")
     assert "without terminal affinity" in text
 
 
-def test_notes_warn_about_hpa_without_requests(helm4: str) -> None:
-    text = notes(helm4, "--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
+def test_notes_warn_about_hpa_without_requests(notes: Callable[..., str]) -> None:
+    text = notes("--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
                  "--set", "redis.externalSecretName=aifactory-redis")  # fmt: skip
     assert "resources.requests.cpu is not set" in text
 
 
-def test_notes_warn_about_nginx_affinity_without_ingress(helm4: str) -> None:
-    text = notes(helm4, "--set", "ingress.terminalAffinity.enabled=true")
+def test_notes_warn_about_nginx_affinity_without_ingress(notes: Callable[..., str]) -> None:
+    text = notes("--set", "ingress.terminalAffinity.enabled=true")
     assert "has no effect while ingress.enabled=false" in text
 
 
 @pytest.mark.parametrize("example", ["laptop", "production", "hpa", "shared-redis-second-deployment"])
-def test_notes_are_quiet_for_good_setups(helm4: str, example: str) -> None:
-    text = notes(helm4, "-f", str(ROOT / "examples" / f"{example}.yaml"))
+def test_notes_are_quiet_for_good_setups(notes: Callable[..., str], example: str) -> None:
+    text = notes("-f", str(ROOT / "examples" / f"{example}.yaml"))
     assert "WARNING" not in text, text
 
 
