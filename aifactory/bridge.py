@@ -274,9 +274,11 @@ class RedisBridge:
 
     def _node_kwargs(self, *, publisher: bool) -> dict[str, Any]:
         kw = self._common_kwargs()
-        # The subscriber's reads are timed by get_message(); only the publisher needs a socket timeout.
-        configured = self.target.options.get("socket_timeout")
-        kw["socket_timeout"] = (configured or self.publish_timeout) if publisher else None
+        # No socket timeout on either connection: the subscriber's reads are timed by get_message(), and
+        # `_send` bounds each publish round trip itself. (With a socket_timeout, redis-py 8 on Python 3.11
+        # writes every command through asyncio.wait_for, i.e. a new task: an extra event-loop pass before
+        # the bytes leave, on every publish.)
+        kw["socket_timeout"] = None
         kw["retry"] = Retry(NoBackoff(), 1 if publisher else 0)
         kw.setdefault("client_name", f"aifactory-{self.replica_id[:8]}-{'pub' if publisher else 'sub'}")
         return kw
@@ -573,14 +575,16 @@ class RedisBridge:
             self._log.debug("PUBLISH failed (%s); dropped %d envelope(s)", self._scrub(exc), dropped)
 
     async def _send(self, batch: list[str]) -> None:
+        """PUBLISH the batch (pipelined), bounded by the URL's socket_timeout or `publish_timeout`."""
         pub = await self._publisher()
-        if len(batch) == 1:
-            await pub.publish(self.channel, batch[0])
-            return
-        pipe = pub.pipeline(transaction=False)
-        for item in batch:
-            pipe.publish(self.channel, item)
-        await pipe.execute()
+        async with asyncio.timeout(self.target.options.get("socket_timeout") or self.publish_timeout):
+            if len(batch) == 1:
+                await pub.publish(self.channel, batch[0])
+                return
+            pipe = pub.pipeline(transaction=False)
+            for item in batch:
+                pipe.publish(self.channel, item)
+            await pipe.execute()
 
     # ------------------------------------------------------------------ probe
     async def _probe_loop(self) -> None:

@@ -4,6 +4,7 @@ connected-but-deaf subscriber, and the reconnect backoff schedule."""
 from __future__ import annotations
 
 import logging
+import signal
 import uuid
 
 import pytest
@@ -11,7 +12,15 @@ import pytest
 from aifactory.bridge import RedisBridge, backoff_delay
 from aifactory.bus import start_bus
 from aifactory.redis_url import parse_redis_url
-from tests.bus.conftest import WAIT, Replica, ReplicaFactory, records, recv, wait_until
+from tests.bus.conftest import (
+    WAIT,
+    Replica,
+    ReplicaFactory,
+    eventually_delivered,
+    records,
+    recv,
+    wait_until,
+)
 from tests.support.ports import free_port
 from tests.support.redis_procs import RedisServer, redis_cli
 from tests.support.tcp_proxy import TcpProxy
@@ -200,5 +209,34 @@ async def test_failing_publishes_are_counted_never_raised_and_warned_once(
         assert "NOPERM" in warnings[0].getMessage() or "permission" in warnings[0].getMessage().lower()
         assert a.bus.state == "connected"  # the subscriber was never affected
         assert "listener-pw" not in caplog.text
+    finally:
+        server.stop()
+
+
+async def test_a_hung_redis_bounds_each_publish_by_publish_timeout(replicas: ReplicaFactory) -> None:
+    """Redis frozen (SIGSTOP: connections open, no replies): the publisher gives up after
+    `publish_timeout` (it sets no socket timeout of its own), counts the drop, and publishes again once
+    Redis is back. The caller and local delivery never wait."""
+    server = RedisServer().start()
+    assert server.proc is not None
+    try:
+        a = await replicas(server.url, publish_timeout=0.3)
+        b = await replicas(server.url)
+        alice_a, alice_b = a.client("alice", "acme"), b.client("alice", "acme")
+        a.bus.send_to_user("alice", {"type": "before"})
+        assert await recv(alice_a) == {"type": "before"} and await recv(alice_b) == {"type": "before"}
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            assert a.bus.send_to_user("alice", {"type": "frozen"}) == 1
+            assert await recv(alice_a) == {"type": "frozen"}  # local delivery did not wait for Redis
+            await wait_until(
+                lambda: a.metric("aifactory_bus_dropped_total", reason="publish_failed") == 1,
+                "the hung publish to time out",
+            )
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        seen = await eventually_delivered(lambda e: a.bus.send_to_user("alice", e), alice_b)
+        assert seen[-1]["type"] == "retry"
+        assert a.bus.state == "connected"
     finally:
         server.stop()
