@@ -12,9 +12,10 @@ one compares like with like. Both kinds run as two separate worker processes on 
 Same event JSON and size, same fixed-rate schedule, same clock: the sender stamps `time.monotonic_ns()`
 (CLOCK_MONOTONIC, shared by all processes of the machine) into the event just before handing it over, and
 the receiver subtracts it from its own reading on arrival. Kinds alternate per rate (raw, bridge, bridge,
-raw) and the samples of both rounds are pooled, so background load hits both alike.
+raw, ...) and the samples of all rounds are pooled, so background load hits both alike.
 
-Standalone: `python -m bench.bridge_latency [--rates 50 200 500] [--duration 5] [--profile DIR]`.
+Standalone: `python -m bench.bridge_latency [--rates 50 200 500] [--duration 2.5] [--rounds 4]
+[--profile DIR]` (`--profile` writes one cProfile file per worker process).
 """
 
 from __future__ import annotations
@@ -216,7 +217,9 @@ class _Proc:
         cmd = [sys.executable, "-m", "bench.bridge_latency", "--worker", role, url, channel]
         if profile:
             cmd += ["--profile", str(profile)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        )
         self.role = role
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -279,7 +282,7 @@ def measure(
     duration: float,
     size: int,
     *,
-    rounds: int = 2,
+    rounds: int = 4,
     profile: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Rows {kind, rate, p50, p99, max, received, expected, lost} for raw and bridge at every rate."""
@@ -344,9 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--worker", nargs=3, metavar=("ROLE", "URL", "CHANNEL"), help=argparse.SUPPRESS)
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 500])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds of firing per rate and round")
+    parser.add_argument("--duration", type=float, default=2.5, help="seconds of firing per rate and round")
     parser.add_argument("--size", type=int, default=256, help="event size in bytes")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per rate (pooled)")
     parser.add_argument("--profile", type=Path, help="write a cProfile file per worker into this directory")
     args = parser.parse_args(argv)
     if args.worker:
