@@ -38,8 +38,12 @@ def helm4() -> str:
     return _check_helm(HELM_BINARIES["helm4"])
 
 
-def run_helm(helm_bin: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run helm with an isolated home so no user config or repo cache leaks into tests."""
+def run_helm(
+    helm_bin: str, *args: str, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run helm with an isolated home so no user config or repo cache leaks into tests; `env` adds
+    variables (e.g. KUBECONFIG for a test's fake API server)."""
+    extra = env or {}
     env = dict(os.environ)
     cache = ROOT / ".cache" / "helm-home"
     env.update(
@@ -47,6 +51,7 @@ def run_helm(helm_bin: str, *args: str, check: bool = False) -> subprocess.Compl
         HELM_CONFIG_HOME=str(cache / "config"),
         HELM_DATA_HOME=str(cache / "data"),
     )
+    env.update(extra)
     return subprocess.run([helm_bin, *args], capture_output=True, text=True, env=env, check=check)
 
 

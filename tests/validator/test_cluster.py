@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests.support.fake_kube_api import FakeKubeAPI, Reply, status
 from tests.validator.helpers import run_cli
 
 NS = "aifactory"
@@ -64,77 +62,36 @@ class Cluster:
         self.logs = {f"aifactory-{i}": "starting\n" + enabled_line(u) for i, u in enumerate(UUIDS)}
         self.requests: list[tuple[str, str]] = []
 
-
-def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def send(self, status: int, body: object, content_type: str = "application/json") -> None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            url = urlparse(self.path)
-            query = parse_qs(url.query)
-            cluster.requests.append(("GET", self.path))
-            parts = url.path.strip("/").split("/")
-            if query.get("labelSelector", [SELECTOR])[0] != SELECTOR:
-                return self.send(400, {"kind": "Status", "code": 400, "message": "unexpected selector"})
-            if url.path == f"/apis/apps/v1/namespaces/{NS}/deployments":
-                return self.send(
-                    200, {"kind": "DeploymentList", "apiVersion": "apps/v1", "items": cluster.deployments}
-                )
-            if url.path == f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers":
-                return self.send(200, {"kind": "HorizontalPodAutoscalerList", "items": cluster.hpas})
-            if url.path == f"/api/v1/namespaces/{NS}/pods":
-                pods = [{"metadata": {"name": n}, "status": {"phase": "Running"}} for n in cluster.logs]
-                return self.send(200, {"kind": "PodList", "apiVersion": "v1", "items": pods})
-            if parts[:4] == ["api", "v1", "namespaces", NS] and parts[4] == "secrets" and len(parts) == 6:
-                data = cluster.secrets.get(parts[5])
-                if data is None:
-                    return self.send(
-                        404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"}
-                    )
-                return self.send(
-                    200, {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": parts[5]}, "data": data}
-                )
-            if parts[:5] == ["api", "v1", "namespaces", NS, "pods"] and parts[-1] == "log":
-                return self.send(200, cluster.logs.get(parts[5], ""), "text/plain")
-            return self.send(404, {"kind": "Status", "code": 404, "message": "no such path"})
-
-        def do_POST(self) -> None:  # the smoke check must only read
-            cluster.requests.append(("POST", self.path))
-            self.send(405, {"kind": "Status", "code": 405})
-
-    return Handler
+    def route(self, path: str, query: dict[str, list[str]]) -> Reply | None:
+        """The read-only endpoints the smoke check uses, scoped to the release's label selector."""
+        parts = path.strip("/").split("/")
+        if query.get("labelSelector", [SELECTOR])[0] != SELECTOR:
+            return Reply(400, {"kind": "Status", "code": 400, "message": "unexpected selector"})
+        if path == f"/apis/apps/v1/namespaces/{NS}/deployments":
+            return Reply(200, {"kind": "DeploymentList", "apiVersion": "apps/v1", "items": self.deployments})
+        if path == f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers":
+            return Reply(200, {"kind": "HorizontalPodAutoscalerList", "items": self.hpas})
+        if path == f"/api/v1/namespaces/{NS}/pods":
+            pods = [{"metadata": {"name": n}, "status": {"phase": "Running"}} for n in self.logs]
+            return Reply(200, {"kind": "PodList", "apiVersion": "v1", "items": pods})
+        if parts[:4] == ["api", "v1", "namespaces", NS] and parts[4] == "secrets" and len(parts) == 6:
+            data = self.secrets.get(parts[5])
+            if data is None:
+                return status(404, "NotFound", "not found")
+            return Reply(
+                200, {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": parts[5]}, "data": data}
+            )
+        if parts[:5] == ["api", "v1", "namespaces", NS, "pods"] and parts[-1] == "log":
+            return Reply(200, self.logs.get(parts[5], ""), "text/plain")
+        return None
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, Path]]:
     state = Cluster()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: "http://127.0.0.1:{server.server_address[1]}"}}}}]
-users: [{{name: u, user: {{token: t}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: u, namespace: {NS}}}}}]
-current-context: fake
-"""
-    )
-    try:
-        yield state, kubeconfig
-    finally:
-        server.shutdown()
-        server.server_close()
+    with FakeKubeAPI(state.route) as api:
+        state.requests = api.requests  # every request the CLI made, to prove it only reads
+        yield state, api.write_kubeconfig(tmp_path / "kubeconfig", NS)
 
 
 def smoke(kubeconfig: Path, *extra: str) -> tuple[int, str]:
