@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    Emit = Callable[..., Finding]  # Rule.finding bound to the running rule
+
 CHART_RULES = (
     "redis-source-missing",
     "redis-source-ambiguous",
@@ -86,7 +88,14 @@ def truthy(value: object) -> bool:
 
 
 class Rule:
-    """A rule's documentation (id, default severity, summary) and its check function."""
+    """A rule's documentation (id, default severity, summary) and its check function.
+
+    The id and default severity are stated once, in `@rule(...)`: the check receives `finding`, which stamps
+    them on every finding, so a finding can never carry another rule's id or a drifted severity. Calling the
+    Rule with a Context runs its check.
+    """
+
+    __slots__ = ("check", "id", "severity", "summary")
 
     def __init__(self, rule_id: str, severity: str, summary: str, check: Callable) -> None:
         self.id = rule_id
@@ -94,14 +103,26 @@ class Rule:
         self.summary = summary
         self.check = check
 
+    def __call__(self, ctx: Context) -> Iterator[Finding]:
+        return self.check(ctx, self.finding)
+
+    def finding(
+        self, message: str, fix: str, path: str, loc: Loc | None, *, severity: str | None = None
+    ) -> Finding:
+        """A finding of this rule; `severity` overrides the default only where it varies per finding."""
+        return Finding(self.id, severity or self.severity, message, fix, path, loc)
+
 
 RULES: list[Rule] = []
 
 
-def rule(rule_id: str, severity: str, summary: str) -> Callable:
-    def register(fn: Callable) -> Callable:
-        RULES.append(Rule(rule_id, severity, summary, fn))
-        return fn
+def rule(rule_id: str, severity: str, summary: str) -> Callable[[Callable], Rule]:
+    """Register `check(ctx, finding)` as a rule; the module-level name becomes the (callable) Rule."""
+
+    def register(check: Callable) -> Rule:
+        item = Rule(rule_id, severity, summary, check)
+        RULES.append(item)
+        return item
 
     return register
 
@@ -109,7 +130,7 @@ def rule(rule_id: str, severity: str, summary: str) -> Callable:
 def run_rules(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for item in RULES:
-        findings.extend(item.check(ctx))
+        findings.extend(item.check(ctx, item.finding))
     return findings
 
 
@@ -117,16 +138,14 @@ def run_rules(ctx: Context) -> list[Finding]:
 
 
 @rule("redis-source-missing", ERROR, "redis.enabled=true with neither redis.url nor redis.externalSecretName")
-def redis_source_missing(ctx: Context) -> Iterator[Finding]:
+def redis_source_missing(ctx: Context, finding: Emit) -> Iterator[Finding]:
     redis = ctx.mapping("redis")
     if (
         truthy(redis.get("enabled"))
         and not truthy(redis.get("url"))
         and not truthy(redis.get("externalSecretName"))
     ):
-        yield Finding(
-            "redis-source-missing",
-            ERROR,
+        yield finding(
             "redis.enabled=true but neither redis.externalSecretName nor redis.url is set; "
             "the chart refuses to render",
             "create the Secret (kubectl create secret generic aifactory-redis "
@@ -138,12 +157,10 @@ def redis_source_missing(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("redis-source-ambiguous", ERROR, "redis.url and redis.externalSecretName both set")
-def redis_source_ambiguous(ctx: Context) -> Iterator[Finding]:
+def redis_source_ambiguous(ctx: Context, finding: Emit) -> Iterator[Finding]:
     redis = ctx.mapping("redis")
     if truthy(redis.get("enabled")) and truthy(redis.get("url")) and truthy(redis.get("externalSecretName")):
-        yield Finding(
-            "redis-source-ambiguous",
-            ERROR,
+        yield finding(
             "redis.url and redis.externalSecretName are both set, so REDIS_URL would be ambiguous; "
             "the chart refuses to render",
             "remove redis.url to use the Secret (the production path), or remove redis.externalSecretName "
@@ -154,12 +171,10 @@ def redis_source_ambiguous(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("hpa-min-above-max", ERROR, "autoscaling.minReplicas > autoscaling.maxReplicas (even while disabled)")
-def hpa_min_above_max(ctx: Context) -> Iterator[Finding]:
+def hpa_min_above_max(ctx: Context, finding: Emit) -> Iterator[Finding]:
     low, high = ctx.number("autoscaling", "minReplicas"), ctx.number("autoscaling", "maxReplicas")
     if low is not None and high is not None and low > high:
-        yield Finding(
-            "hpa-min-above-max",
-            ERROR,
+        yield finding(
             f"autoscaling.minReplicas ({low}) is greater than autoscaling.maxReplicas ({high}); "
             "the chart refuses to render (even while autoscaling is disabled)",
             "lower autoscaling.minReplicas or raise autoscaling.maxReplicas",
@@ -169,16 +184,14 @@ def hpa_min_above_max(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("extra-env-reserved", ERROR, "extraEnv sets a variable the chart manages (REDIS_URL, PORT, ...)")
-def extra_env_reserved(ctx: Context) -> Iterator[Finding]:
+def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
     env = ctx.get("extraEnv")
     if not isinstance(env, list):
         return
     for i, item in enumerate(env):
         name = item.get("name") if isinstance(item, dict) else None
         if isinstance(name, str) and name in RESERVED_ENV:
-            yield Finding(
-                "extra-env-reserved",
-                ERROR,
+            yield finding(
                 f"extraEnv sets {name}, which the chart manages itself; the chart refuses to render",
                 "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
                 "auth.existingSecret / server.logLevel instead",
@@ -191,15 +204,13 @@ def extra_env_reserved(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("multi-replica-without-redis", WARNING, "more than one replica possible while redis.enabled=false")
-def multi_replica_without_redis(ctx: Context) -> Iterator[Finding]:
+def multi_replica_without_redis(ctx: Context, finding: Emit) -> Iterator[Finding]:
     _, high = ctx.replica_range()
     if high > 1 and not truthy(ctx.get("redis", "enabled")):
         path = (
             ("autoscaling", "maxReplicas") if truthy(ctx.get("autoscaling", "enabled")) else ("replicaCount",)
         )
-        yield Finding(
-            "multi-replica-without-redis",
-            WARNING,
+        yield finding(
             f"{ctx.replicas_text()} with redis.enabled=false: each replica's WebSocket clients will only see "
             "events fired on their own replica",
             "set redis.enabled=true with redis.externalSecretName (a Secret with key REDIS_URL), "
@@ -229,12 +240,10 @@ def _from_set(loc: Loc | None) -> bool:
 
 
 @rule("redis-url-inline", WARNING, "redis.url is inline (dev only); production uses redis.externalSecretName")
-def redis_url_inline(ctx: Context) -> Iterator[Finding]:
+def redis_url_inline(ctx: Context, finding: Emit) -> Iterator[Finding]:
     url = _redis_url(ctx)
     if url and truthy(ctx.get("redis", "enabled")) and not truthy(ctx.get("redis", "externalSecretName")):
-        yield Finding(
-            "redis-url-inline",
-            WARNING,
+        yield finding(
             "redis.url is set inline: the spec reserves it for dev; the URL ends up in a chart-managed "
             "Secret rendered from your values",
             "create a Secret with key REDIS_URL and set redis.externalSecretName instead (unset redis.url)",
@@ -244,7 +253,7 @@ def redis_url_inline(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("redis-url-password", ERROR, "redis.url contains a password (error in a file, warning via --set)")
-def redis_url_password(ctx: Context) -> Iterator[Finding]:
+def redis_url_password(ctx: Context, finding: Emit) -> Iterator[Finding]:
     url = _redis_url(ctx)
     if not url:
         return
@@ -259,15 +268,14 @@ def redis_url_password(ctx: Context) -> Iterator[Finding]:
         return
     loc = ctx.loc("redis", "url")
     where = "on your command line (shell history, CI logs)" if _from_set(loc) else "in a values file"
-    yield Finding(
-        "redis-url-password",
-        WARNING if _from_set(loc) else ERROR,
+    yield finding(
         f"redis.url contains a password, so the secret now sits {where}",
         "put the URL in a Secret (kubectl create secret generic aifactory-redis "
         "--from-literal=REDIS_URL=...) "
         "and set redis.externalSecretName; rotate the exposed password",
         "redis.url",
         loc,
+        severity=WARNING if _from_set(loc) else ERROR,
     )
 
 
@@ -276,7 +284,7 @@ _CHART_URL = r"^(rediss?|unix|rediss?\+sentinel|rediss?\+cluster)://[^\t\n\f\r ]
 
 
 @rule("redis-url-invalid", ERROR, "redis.url is not a Redis URL (the chart's own shape check)")
-def redis_url_invalid(ctx: Context) -> Iterator[Finding]:
+def redis_url_invalid(ctx: Context, finding: Emit) -> Iterator[Finding]:
     import re
 
     url = ctx.get("redis", "url")
@@ -285,9 +293,7 @@ def redis_url_invalid(ctx: Context) -> Iterator[Finding]:
     if re.match(_CHART_URL, str(url)):
         return
     _, error = _parse(str(url))
-    yield Finding(
-        "redis-url-invalid",
-        ERROR,
+    yield finding(
         "redis.url is not a Redis URL; the chart refuses to render"
         + (f" ({error})" if error else " (it must start with a redis scheme and contain no spaces)"),
         "use redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// (docs/redis-url.md), "
@@ -300,7 +306,7 @@ def redis_url_invalid(ctx: Context) -> Iterator[Finding]:
 @rule(
     "redis-url-rejected", ERROR, "redis.url has a Redis scheme but the server's REDIS_URL parser refuses it"
 )
-def redis_url_rejected(ctx: Context) -> Iterator[Finding]:
+def redis_url_rejected(ctx: Context, finding: Emit) -> Iterator[Finding]:
     import re
 
     url = _redis_url(ctx)
@@ -312,14 +318,13 @@ def redis_url_rejected(ctx: Context) -> Iterator[Finding]:
     _, error = _parse(url)
     if error is None:
         return
-    yield Finding(
-        "redis-url-rejected",
-        ERROR if enabled else WARNING,
+    yield finding(
         f"redis.url renders but the server would refuse it: {error}"
         + ("" if enabled else " (redis.enabled=false for now)"),
         "fix the URL as the message says; syntax in docs/redis-url.md",
         "redis.url",
         ctx.loc("redis", "url"),
+        severity=ERROR if enabled else WARNING,
     )
 
 
@@ -328,7 +333,7 @@ def redis_url_rejected(ctx: Context) -> Iterator[Finding]:
     ERROR,
     "redis.url points at localhost/127.0.0.1/a unix socket with several replicas",
 )
-def redis_url_localhost(ctx: Context) -> Iterator[Finding]:
+def redis_url_localhost(ctx: Context, finding: Emit) -> Iterator[Finding]:
     url = _redis_url(ctx)
     _, high = ctx.replica_range()
     if not url or high <= 1 or not truthy(ctx.get("redis", "enabled")):
@@ -341,9 +346,7 @@ def redis_url_localhost(ctx: Context) -> Iterator[Finding]:
     if getattr(target, "unix_path", None) is None and not local:
         return
     what = f"host {local[0]}" if local else "a unix socket"
-    yield Finding(
-        "redis-url-localhost",
-        ERROR,
+    yield finding(
         f"redis.url points at {what} while {ctx.replicas_text()}: each pod's localhost is the pod itself, "
         "so the replicas would not share one Redis",
         "point redis.url (better: the REDIS_URL in redis.externalSecretName) at a Redis Service reachable "
@@ -354,7 +357,7 @@ def redis_url_localhost(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("hpa-target-without-requests", ERROR, "HPA CPU/memory target without resources.requests.cpu/memory")
-def hpa_target_without_requests(ctx: Context) -> Iterator[Finding]:
+def hpa_target_without_requests(ctx: Context, finding: Emit) -> Iterator[Finding]:
     if not truthy(ctx.get("autoscaling", "enabled")):
         return
     requests = ctx.get("resources", "requests")
@@ -364,9 +367,7 @@ def hpa_target_without_requests(ctx: Context) -> Iterator[Finding]:
         ("memory", "targetMemoryUtilizationPercentage"),
     ):
         if truthy(ctx.get("autoscaling", key)) and not truthy(requests.get(metric)):
-            yield Finding(
-                "hpa-target-without-requests",
-                ERROR,
+            yield finding(
                 f"autoscaling.{key} is set but resources.requests.{metric} is not: the HPA cannot compute "
                 f"{metric} utilisation and will never scale",
                 f"set resources.requests.{metric} (e.g. {'250m' if metric == 'cpu' else '256Mi'}), "
@@ -389,7 +390,7 @@ def _traefik_sticky(annotations: dict) -> bool:
     WARNING,
     "several replicas behind the ingress without terminal affinity",
 )
-def ingress_without_terminal_affinity(ctx: Context) -> Iterator[Finding]:
+def ingress_without_terminal_affinity(ctx: Context, finding: Emit) -> Iterator[Finding]:
     _, high = ctx.replica_range()
     if high <= 1 or not truthy(ctx.get("ingress", "enabled")):
         return
@@ -399,9 +400,7 @@ def ingress_without_terminal_affinity(ctx: Context) -> Iterator[Finding]:
         ctx.mapping("service", "annotations")
     ):
         return
-    yield Finding(
-        "ingress-without-terminal-affinity",
-        WARNING,
+    yield finding(
         f"{ctx.replicas_text()} behind the ingress without terminal affinity: a /ws/terminal WebSocket that "
         "lands on another replica loses its terminal (terminal streams are stateful per replica)",
         "set ingress.terminalAffinity.enabled=true "
@@ -412,7 +411,7 @@ def ingress_without_terminal_affinity(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("affinity-cookie-path", WARNING, "hand-written affinity cookie not scoped to /ws/terminal")
-def affinity_cookie_path(ctx: Context) -> Iterator[Finding]:
+def affinity_cookie_path(ctx: Context, finding: Emit) -> Iterator[Finding]:
     checks = (
         ("ingress", _nginx_affinity, NGINX + "session-cookie-path", "ingress-nginx"),
         ("service", _traefik_sticky, TRAEFIK_STICKY + ".cookie.path", "Traefik"),
@@ -425,9 +424,7 @@ def affinity_cookie_path(ctx: Context) -> Iterator[Finding]:
         if str(path or "").rstrip("/") == TERMINAL_PATH:
             continue
         shown = f"is {path!r}" if path else "is not set (the cookie covers every path)"
-        yield Finding(
-            "affinity-cookie-path",
-            WARNING,
+        yield finding(
             f"the {name} affinity cookie path {shown}: /ws/events and the portal get pinned to one "
             "replica too",
             f"set {obj}.annotations.{key}: /ws/terminal, or remove the hand-written annotations and use "
@@ -442,7 +439,7 @@ def affinity_cookie_path(ctx: Context) -> Iterator[Finding]:
     ERROR,
     "nginx affinity on the Service or Traefik sticky on the Ingress",
 )
-def affinity_annotation_wrong_object(ctx: Context) -> Iterator[Finding]:
+def affinity_annotation_wrong_object(ctx: Context, finding: Emit) -> Iterator[Finding]:
     service = ctx.mapping("service", "annotations")
     ingress = ctx.mapping("ingress", "annotations")
     for key in service:
@@ -451,9 +448,7 @@ def affinity_annotation_wrong_object(ctx: Context) -> Iterator[Finding]:
             and key.startswith(NGINX)
             and key[len(NGINX) :].startswith(NGINX_AFFINITY_KEYS)
         ):
-            yield Finding(
-                "affinity-annotation-wrong-object",
-                ERROR,
+            yield finding(
                 f"service.annotations has {key}, but ingress-nginx reads affinity annotations from the "
                 "Ingress: no affinity would apply",
                 "use ingress.terminalAffinity.enabled=true with controller=nginx "
@@ -463,9 +458,7 @@ def affinity_annotation_wrong_object(ctx: Context) -> Iterator[Finding]:
             )
     for key in ingress:
         if isinstance(key, str) and key.startswith(TRAEFIK_STICKY):
-            yield Finding(
-                "affinity-annotation-wrong-object",
-                ERROR,
+            yield finding(
                 f"ingress.annotations has {key}, but Traefik reads sticky-cookie annotations from the "
                 "Service: no affinity would apply",
                 "use ingress.terminalAffinity.enabled=true with controller=traefik "
@@ -476,7 +469,7 @@ def affinity_annotation_wrong_object(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("annotation-managed-by-chart", ERROR, "an annotation the chart itself renders on the same object")
-def annotation_managed_by_chart(ctx: Context) -> Iterator[Finding]:
+def annotation_managed_by_chart(ctx: Context, finding: Emit) -> Iterator[Finding]:
     if truthy(ctx.get("ingress", "enabled")):
         managed = {NGINX + "proxy-read-timeout", NGINX + "proxy-send-timeout"}
         ta = ctx.mapping("ingress", "terminalAffinity")
@@ -486,9 +479,7 @@ def annotation_managed_by_chart(ctx: Context) -> Iterator[Finding]:
             }
             managed |= {NGINX + "session-cookie-samesite", NGINX + "session-cookie-secure"}
         for key in sorted(k for k in ctx.mapping("ingress", "annotations") if k in managed):
-            yield Finding(
-                "annotation-managed-by-chart",
-                ERROR,
+            yield finding(
                 f"ingress.annotations sets {key}, which the chart also renders on its WebSocket Ingress: the "
                 "rendered object has the key twice and the result depends on the tool applying it",
                 "remove it; use ingress.websocketTimeoutSeconds / ingress.terminalAffinity.* instead",
@@ -500,9 +491,7 @@ def annotation_managed_by_chart(ctx: Context) -> Iterator[Finding]:
         for key in sorted(
             k for k in ctx.mapping("service", "annotations") if str(k).startswith(TRAEFIK_STICKY)
         ):
-            yield Finding(
-                "annotation-managed-by-chart",
-                ERROR,
+            yield finding(
                 f"service.annotations sets {key} while ingress.terminalAffinity renders Traefik's sticky "
                 "cookie on the Service itself: the key would appear twice",
                 "remove it; the chart sets the sticky cookie (name from ingress.terminalAffinity.cookieName)",
@@ -512,7 +501,7 @@ def annotation_managed_by_chart(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("affinity-mode-balanced-with-hpa", WARNING, "ingress-nginx affinity-mode balanced with the HPA")
-def affinity_mode_balanced_with_hpa(ctx: Context) -> Iterator[Finding]:
+def affinity_mode_balanced_with_hpa(ctx: Context, finding: Emit) -> Iterator[Finding]:
     if not truthy(ctx.get("autoscaling", "enabled")):
         return
     ta = ctx.mapping("ingress", "terminalAffinity")
@@ -524,9 +513,7 @@ def affinity_mode_balanced_with_hpa(ctx: Context) -> Iterator[Finding]:
     else:
         return
     fix = f"set {where}: persistent"
-    yield Finding(
-        "affinity-mode-balanced-with-hpa",
-        WARNING,
+    yield finding(
         "affinity mode balanced with autoscaling: every HPA scale-up rebalances sessions onto new pods, "
         "killing open terminals",
         fix,
@@ -536,7 +523,7 @@ def affinity_mode_balanced_with_hpa(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("affinity-controller-mismatch", WARNING, "terminalAffinity.controller differs from ingress.className")
-def affinity_controller_mismatch(ctx: Context) -> Iterator[Finding]:
+def affinity_controller_mismatch(ctx: Context, finding: Emit) -> Iterator[Finding]:
     ta = ctx.mapping("ingress", "terminalAffinity")
     cls = ctx.get("ingress", "className")
     if not (truthy(ctx.get("ingress", "enabled")) and truthy(ta.get("enabled")) and isinstance(cls, str)):
@@ -544,9 +531,7 @@ def affinity_controller_mismatch(ctx: Context) -> Iterator[Finding]:
     controller = ta.get("controller")
     other = {"nginx": "traefik", "traefik": "nginx"}.get(str(controller))
     if other and other in cls.lower() and str(controller) not in cls.lower():
-        yield Finding(
-            "affinity-controller-mismatch",
-            WARNING,
+        yield finding(
             f"ingress.className is {cls!r} but ingress.terminalAffinity.controller is {controller!r}: the "
             "affinity annotations target a controller that does not serve this Ingress",
             f"set ingress.terminalAffinity.controller={other}",
@@ -560,16 +545,14 @@ def affinity_controller_mismatch(ctx: Context) -> Iterator[Finding]:
     WARNING,
     "terminalAffinity.enabled with ingress.enabled=false (nginx)",
 )
-def terminal_affinity_without_ingress(ctx: Context) -> Iterator[Finding]:
+def terminal_affinity_without_ingress(ctx: Context, finding: Emit) -> Iterator[Finding]:
     ta = ctx.mapping("ingress", "terminalAffinity")
     if (
         truthy(ta.get("enabled"))
         and ta.get("controller") == "nginx"
         and not truthy(ctx.get("ingress", "enabled"))
     ):
-        yield Finding(
-            "terminal-affinity-without-ingress",
-            WARNING,
+        yield finding(
             "ingress.terminalAffinity.enabled=true but ingress.enabled=false: the nginx affinity lives on "
             "the chart's Ingress, so nothing pins terminals",
             "set ingress.enabled=true, or configure affinity on the Ingress you manage yourself",
@@ -590,16 +573,14 @@ def _unavailable(value: object, pods: int) -> int | None:
 
 
 @rule("pdb-blocks-eviction", ERROR, "PodDisruptionBudget that can never allow an eviction")
-def pdb_blocks_eviction(ctx: Context) -> Iterator[Finding]:
+def pdb_blocks_eviction(ctx: Context, finding: Emit) -> Iterator[Finding]:
     low, _ = ctx.replica_range()
     pdb = ctx.mapping("podDisruptionBudget")
     if not truthy(pdb.get("enabled")) or low <= 1:
         return
     allowed = _unavailable(pdb.get("maxUnavailable"), low)
     if allowed is not None and allowed <= 0:
-        yield Finding(
-            "pdb-blocks-eviction",
-            ERROR,
+        yield finding(
             f"podDisruptionBudget.maxUnavailable={pdb.get('maxUnavailable')} allows no eviction: node drains "
             "and cluster upgrades would block forever",
             "set podDisruptionBudget.maxUnavailable to 1 (or a percentage that rounds to at least one pod)",
@@ -609,16 +590,14 @@ def pdb_blocks_eviction(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("pdb-allows-full-outage", WARNING, "PDB maxUnavailable covers every pod at the minimum replica count")
-def pdb_allows_full_outage(ctx: Context) -> Iterator[Finding]:
+def pdb_allows_full_outage(ctx: Context, finding: Emit) -> Iterator[Finding]:
     low, _ = ctx.replica_range()
     pdb = ctx.mapping("podDisruptionBudget")
     if not truthy(pdb.get("enabled")) or low <= 1:
         return
     allowed = _unavailable(pdb.get("maxUnavailable"), low)
     if allowed is not None and allowed >= low:
-        yield Finding(
-            "pdb-allows-full-outage",
-            WARNING,
+        yield finding(
             f"podDisruptionBudget.maxUnavailable={pdb.get('maxUnavailable')} lets a drain evict all {low} "
             "pods at once: the budget protects nothing",
             f"set podDisruptionBudget.maxUnavailable below {low} (1 is the usual choice)",
@@ -632,7 +611,7 @@ def pdb_allows_full_outage(ctx: Context) -> Iterator[Finding]:
     WARNING,
     "podDisruptionBudget.enabled set explicitly, but at most one pod is guaranteed",
 )
-def pdb_not_rendered(ctx: Context) -> Iterator[Finding]:
+def pdb_not_rendered(ctx: Context, finding: Emit) -> Iterator[Finding]:
     low, _ = ctx.replica_range()
     if (
         low <= 1
@@ -640,9 +619,7 @@ def pdb_not_rendered(ctx: Context) -> Iterator[Finding]:
         and truthy(ctx.get("podDisruptionBudget", "enabled"))
     ):
         source = "autoscaling.minReplicas" if truthy(ctx.get("autoscaling", "enabled")) else "replicaCount"
-        yield Finding(
-            "pdb-not-rendered",
-            WARNING,
+        yield finding(
             f"podDisruptionBudget.enabled=true but {source}={low}: the chart renders no PodDisruptionBudget "
             "(one pod cannot be protected), so a drain may take the service down",
             f"raise {source} to 2 or more for a budget that keeps one pod serving",
@@ -652,11 +629,9 @@ def pdb_not_rendered(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("replica-count-ignored", WARNING, "replicaCount set while autoscaling.enabled=true (the HPA decides)")
-def replica_count_ignored(ctx: Context) -> Iterator[Finding]:
+def replica_count_ignored(ctx: Context, finding: Emit) -> Iterator[Finding]:
     if truthy(ctx.get("autoscaling", "enabled")) and ctx.user_set("replicaCount"):
-        yield Finding(
-            "replica-count-ignored",
-            WARNING,
+        yield finding(
             "replicaCount is ignored while autoscaling.enabled=true (the Deployment has no replicas field; "
             "the HPA picks between minReplicas and maxReplicas)",
             "remove replicaCount, and set autoscaling.minReplicas instead",
@@ -666,12 +641,10 @@ def replica_count_ignored(ctx: Context) -> Iterator[Finding]:
 
 
 @rule("image-tag-latest", WARNING, "image.tag is latest (replicas may run different builds)")
-def image_tag_latest(ctx: Context) -> Iterator[Finding]:
+def image_tag_latest(ctx: Context, finding: Emit) -> Iterator[Finding]:
     tag = ctx.get("image", "tag")
     if isinstance(tag, str) and tag.lower() == "latest":
-        yield Finding(
-            "image-tag-latest",
-            WARNING,
+        yield finding(
             "image.tag is 'latest': pods started at different times may run different builds, and a rollback "
             "cannot return to the previous one",
             "pin an immutable version (leave image.tag empty for the chart's appVersion)",
