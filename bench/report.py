@@ -90,7 +90,7 @@ def plot_latency(
     alone: list[dict[str, Any]] | None = None,
 ) -> None:
     """p50 and p99 against offered rate for each kind (log latency axis), plus the bridge-alone pair."""
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(10.5, 4.8), dpi=110)
     styles = {
         "aifactory": "tab:blue",
         "socketio": "tab:orange",
@@ -116,7 +116,7 @@ def plot_latency(
     ax.set_ylabel("latency fire on A → received on C (ms)")
     ax.axhline(100, color="tab:red", lw=0.8, ls=":")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
     ax.set_title("Cross-replica delivery latency vs rate")
     fig.tight_layout()
     fig.savefig(path)
