@@ -92,7 +92,7 @@ def redis_cli(port: int, *args: str, password: str | None = None, check: bool = 
     return done.stdout.strip()
 
 
-def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -135,7 +135,7 @@ class SentinelSetup:
             password=self.password,
             extra_args=[*self._auth_args(), "--replicaof", "127.0.0.1", str(self.master.port)],
         ).start()
-        _wait_until(
+        wait_until(
             lambda: (
                 "master_link_status:up"
                 in redis_cli(self.replica.port, "INFO", "replication", password=self.password)
@@ -172,7 +172,7 @@ class SentinelSetup:
             self.sentinel_ports.append(port)
             wait_for_port(port)
         for port in self.sentinel_ports:
-            _wait_until(
+            wait_until(
                 lambda port=port: self._master_info(port).get("num-slaves") == "1",
                 f"sentinel :{port} to see the replica",
             )
@@ -192,14 +192,14 @@ class SentinelSetup:
     def failover(self) -> int:
         """Force a failover (SENTINEL FAILOVER) and wait until every sentinel names the new master."""
         old = self.master_port()
-        _wait_until(
+        wait_until(
             lambda: (
                 self._sentinel_cli(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.service_name) == "OK"
             ),
             "SENTINEL FAILOVER to be accepted",
         )
         for port in self.sentinel_ports:
-            _wait_until(
+            wait_until(
                 lambda port=port: (
                     int(
                         self._sentinel_cli(
@@ -258,7 +258,7 @@ class ClusterSetup:
         create = ["--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"]
         redis_cli(self.nodes[0].port, *create, password=self.password)
         for node in self.nodes:
-            _wait_until(
+            wait_until(
                 lambda node=node: (
                     "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO", password=self.password)
                 ),
