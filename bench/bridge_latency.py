@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -33,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import summarize
+from bench.worker import LineWorker
 
-ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("raw", "bridge")
 DRAIN_SECONDS = 2.0  # after the last fire, how long a receiver waits for stragglers (counted lost after)
 WARMUP_EVENTS = 20
@@ -212,44 +210,17 @@ def worker_main(role: str, url: str, channel: str, profile: Path | None) -> None
 
 
 # ---------------------------------------------------------------------------------------------- coordinator
-class _Proc:
+class _Proc(LineWorker):
     def __init__(self, role: str, url: str, channel: str, profile: Path | None) -> None:
-        cmd = [sys.executable, "-m", "bench.bridge_latency", "--worker", role, url, channel]
+        args = ["--worker", role, url, channel]
         if profile:
-            cmd += ["--profile", str(profile)]
-        env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        )
+            args += ["--profile", str(profile)]
+        super().__init__("bench.bridge_latency", *args)
         self.role = role
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
         line = self.ask(None)
         if line != "READY":
             self.close()
             raise RuntimeError(f"bench worker {role} failed to start: {line or 'exited'}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def ask(self, command: str | None) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        if command is not None:
-            self.proc.stdin.write(command + "\n")
-            self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("QUIT\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=15)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Pair:

@@ -7,7 +7,6 @@ URL + request body on a replica, and the replica's process id (for RSS and profi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.worker import LineWorker
 from tests.support.ports import free_port, wait_for_port
 from tests.support.servers import ServerSet, start_servers
 
@@ -126,40 +126,16 @@ class Replicas:
         return {"room": user, "event": event}
 
 
-class LoadClient:
+class LoadClient(LineWorker):
     """A `bench.loadclient` process holding sockets; `dump()` returns latency samples per group/phase."""
 
-    def __init__(self, plan: list[dict[str, Any]], timeout: float = 120.0) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.loadclient", json.dumps(plan)],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
+    def __init__(self, plan: list[dict[str, Any]]) -> None:
+        super().__init__("bench.loadclient", json.dumps(plan), quit_timeout=10.0)
+        line = self.ask(None)
         if not line.startswith("READY"):
             self.close()
             raise RuntimeError(f"load client failed to connect its sockets: {line or 'exited'}")
         self.sockets = int(line.split()[1])
 
     def dump(self) -> dict[str, list[float]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("DUMP\n")
-        self.proc.stdin.flush()
-        data = json.loads(self.proc.stdout.readline())
-        return data["samples"]
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write("QUIT\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+        return json.loads(self.ask("DUMP"))["samples"]
