@@ -23,23 +23,34 @@ from tests.support.servers import ServerProc, ServerSet, http_json, new_secret
 
 pytestmark = pytest.mark.timeout(60)
 
-SANDBOX = (
-    "mount -o remount,bind,ro / && mount -t tmpfs -o mode=1777 tmpfs /tmp && exec setpriv --reuid 10001 "
-    "--regid 10001 --clear-groups "
-)
+APP_VIEW = "/mnt/app"  # PYTHONPATH inside the sandbox: holds only the aifactory package
+VENV_VIEW = "/mnt/venv"
 
 
 def sandbox_script() -> str:
-    """SANDBOX, keeping the checkout visible when it lives under /tmp (the fresh tmpfs would hide it).
+    """Shell run as root in a private mount namespace; it ends by exec-ing the server as uid 10001.
 
-    The checkout is parked on /mnt first, then bound back at its own path inside the new /tmp, read-only.
+    The checkout may sit in a directory only root can enter (CI clones into fresh mode-700 folders, maybe
+    under /tmp, which the new tmpfs hides), so the package and the virtualenv are bound read-only under a
+    world-readable tmpfs on /mnt; then `/` goes read-only and /tmp becomes an empty tmpfs, as in the pod.
     """
-    if not ROOT.is_relative_to("/tmp"):
-        return SANDBOX
-    root = shlex.quote(str(ROOT))
-    park = f"mount --bind {root} /mnt && "
-    restore = f"mkdir -p {root} && mount --bind /mnt {root} && mount -o remount,bind,ro {root} && "
-    return park + SANDBOX.replace("&& exec setpriv", f"&& {restore}exec setpriv")
+    venv = Path(sys.prefix)
+    python = Path(VENV_VIEW) / Path(sys.executable).relative_to(venv)
+    views = {str(ROOT / "aifactory"): f"{APP_VIEW}/aifactory", str(venv): VENV_VIEW}
+    steps = ["mount -t tmpfs -o mode=755 tmpfs /mnt"]
+    for source, view in views.items():
+        steps += [
+            f"mkdir -p {view}",
+            f"mount --bind {shlex.quote(source)} {view}",
+            f"mount -o remount,bind,ro {view}",
+        ]
+    steps += [
+        "mount -o remount,ro /mnt",
+        "mount -o remount,bind,ro /",
+        "mount -t tmpfs -o mode=1777 tmpfs /tmp",
+        f"exec setpriv --reuid 10001 --regid 10001 --clear-groups {python} -m aifactory.cli serve",
+    ]
+    return " && ".join(steps)
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +63,16 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]:
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": APP_VIEW,
         "AIFACTORY_HOST": "127.0.0.1",
         "AIFACTORY_AUTH_SECRET": secret,
         "LOG_LEVEL": "INFO",
     }
     server = ServerProc(name="readonly", env=env, workdir=workdir)
     env["PORT"] = str(server.port)
-    inner = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "aifactory.cli", "serve"])
     with open(server.log_path, "ab") as log:
         server.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", sandbox_script() + inner],
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", sandbox_script()],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
