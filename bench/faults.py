@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from bench.procs import rss_kib
+from tests.support.redis_procs import RedisServer, SentinelSetup
 from tests.support.servers import ServerSet
 
 
@@ -183,3 +184,46 @@ async def run_fault(
         rss_before_kib=rss_before,
         rss_after_kib=rss_after,
     )
+
+
+# The faults themselves: each returns the `heal` callable that `run_fault` runs mid-load; `heal` injects
+# the fault, repairs it, and returns the monotonic time of the repair.
+
+
+def redis_outage(redis: RedisServer, seconds: float) -> Callable[[], float]:
+    """Kill redis-server, keep it down `seconds`, start it again on the same port."""
+
+    def heal() -> float:
+        redis.stop()
+        time.sleep(seconds)
+        redis.start()
+        return time.monotonic()
+
+    return heal
+
+
+def replica_restart(servers: ServerSet, index: int, down_seconds: float) -> Callable[[], float]:
+    """SIGKILL one replica, keep it down `down_seconds`, restart it and wait until its bridge is back."""
+    victim = servers[index]
+
+    def heal() -> float:
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait()
+        time.sleep(down_seconds)
+        victim.start()
+        victim.wait_ready()
+        victim.wait_bridge("connected")
+        return time.monotonic()
+
+    return heal
+
+
+def sentinel_failover(sentinel: SentinelSetup) -> Callable[[], float]:
+    """SENTINEL FAILOVER, returning once every sentinel names the new master."""
+
+    def heal() -> float:
+        sentinel.failover()
+        return time.monotonic()
+
+    return heal

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.faults import FaultResult, run_fault
+from bench.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
 from tests.support.redis_procs import RedisServer, SentinelSetup
 from tests.support.servers import ServerSet, start_servers
 
@@ -50,8 +50,7 @@ def with_single_redis(
     redis = RedisServer().start()
     servers = start_servers(3, redis_url=redis.url)
     try:
-        for s in servers:
-            s.wait_bridge("connected")
+        servers.wait_bridge("connected")
         say(f"{name}: running")
         return asyncio.run(run_fault(name, servers, make_heal(redis, servers), **kw))  # type: ignore[arg-type]
     finally:
@@ -59,48 +58,13 @@ def with_single_redis(
         redis.stop()
 
 
-def redis_outage(seconds: float) -> Callable[[RedisServer, ServerSet], Callable[[], float]]:
-    def make(redis: RedisServer, _servers: ServerSet) -> Callable[[], float]:
-        def heal() -> float:
-            redis.stop()
-            time.sleep(seconds)
-            redis.start()
-            return time.monotonic()
-
-        return heal
-
-    return make
-
-
-def replica_kill(redis: RedisServer, servers: ServerSet) -> Callable[[], float]:
-    b = servers[1]
-
-    def heal() -> float:
-        assert b.proc is not None
-        b.proc.kill()
-        b.proc.wait()
-        time.sleep(5.0)
-        b.start()
-        b.wait_ready()
-        b.wait_bridge("connected")
-        return time.monotonic()
-
-    return heal
-
-
-def sentinel_failover(**kw: float) -> FaultResult:
+def with_sentinel(name: str, **kw: float) -> FaultResult:
     with SentinelSetup() as sentinel:
         servers = start_servers(3, redis_url=sentinel.url())
         try:
-            for s in servers:
-                s.wait_bridge("connected")
-            say("sentinel failover: running")
-
-            def heal() -> float:
-                sentinel.failover()
-                return time.monotonic()
-
-            return asyncio.run(run_fault("sentinel failover", servers, heal, **kw))  # type: ignore[arg-type]
+            servers.wait_bridge("connected")
+            say(f"{name}: running")
+            return asyncio.run(run_fault(name, servers, sentinel_failover(sentinel), **kw))  # type: ignore[arg-type]
         finally:
             servers.stop()
 
@@ -133,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kw = {"rate": args.rate, "sockets": args.sockets, "before": 5.0, "after": args.after, "wait_resume": 35.0}
     results = [
-        with_single_redis("kill redis 10 s", redis_outage(10.0), **kw),
-        with_single_redis("kill redis 40 s (30 s cap)", redis_outage(40.0), **kw),
-        with_single_redis("kill replica B 5 s", replica_kill, **kw),
-        sentinel_failover(**kw),
+        with_single_redis("kill redis 10 s", lambda r, _s: redis_outage(r, 10.0), **kw),
+        with_single_redis("kill redis 40 s (30 s cap)", lambda r, _s: redis_outage(r, 40.0), **kw),
+        with_single_redis("kill replica B 5 s", lambda _r, s: replica_restart(s, 1, 5.0), **kw),
+        with_sentinel("sentinel failover", **kw),
     ]
     print()
     print(table(results))

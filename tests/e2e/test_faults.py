@@ -8,12 +8,11 @@ server not killed on purpose is alive with bounded RSS growth.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from bench.faults import FaultResult, run_fault
+from bench.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
 from tests.support.redis_procs import RedisServer, SentinelSetup
 from tests.support.servers import ServerSet, start_servers
 
@@ -52,13 +51,7 @@ def redis_and_replicas() -> Iterator[tuple[RedisServer, ServerSet]]:
 async def test_kill_redis_and_restart(redis_and_replicas: tuple[RedisServer, ServerSet]) -> None:
     redis, servers = redis_and_replicas
 
-    def heal() -> float:
-        redis.stop()
-        time.sleep(2.0)
-        redis.start()
-        return time.monotonic()
-
-    result = await run_fault("kill redis 2 s", servers, heal)
+    result = await run_fault("kill redis 2 s", servers, redis_outage(redis, 2.0))
     check(result)
     assert result.missed_cross > 0, "events fired while Redis was down cannot cross replicas (at-most-once)"
     assert result.resume_s is not None and result.resume_s <= 4.5, (
@@ -68,19 +61,7 @@ async def test_kill_redis_and_restart(redis_and_replicas: tuple[RedisServer, Ser
 
 async def test_kill_one_replica(redis_and_replicas: tuple[RedisServer, ServerSet]) -> None:
     _redis, servers = redis_and_replicas
-    b = servers[1]
-
-    def heal() -> float:
-        assert b.proc is not None
-        b.proc.kill()
-        b.proc.wait()
-        time.sleep(1.0)
-        b.start()
-        b.wait_ready()
-        b.wait_bridge("connected")
-        return time.monotonic()
-
-    result = await run_fault("kill replica B", servers, heal)
+    result = await run_fault("kill replica B", servers, replica_restart(servers, 1, 1.0))
     check(result)
     assert result.missed_cross == 0, "losing replica B does not interrupt A → C"
 
@@ -91,12 +72,7 @@ async def test_sentinel_failover() -> None:
         try:
             servers.wait_bridge("connected")
             old = sentinel.master_port()
-
-            def heal() -> float:
-                sentinel.failover()
-                return time.monotonic()
-
-            result = await run_fault("sentinel failover", servers, heal, after=3.0)
+            result = await run_fault("sentinel failover", servers, sentinel_failover(sentinel), after=3.0)
             assert sentinel.master_port() != old
             check(result)
         finally:
