@@ -13,8 +13,18 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from aifactory.config import ConfigError, dev_secret_file, load_or_create_dev_secret, load_settings
+from aifactory.config import (
+    ConfigError,
+    Settings,
+    dev_secret_file,
+    load_or_create_dev_secret,
+    load_settings,
+)
+
+if TYPE_CHECKING:  # uvicorn is imported only when serving, so `token` starts fast
+    import uvicorn
 
 EXIT_CONFIG = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,6 +88,27 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """How every replica is served: the one place for uvicorn flags (the benchmarks reuse it)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        http="h11",
+        loop="asyncio",
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level_no,
+        access_log=settings.log_level_no <= logging.DEBUG,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        server_header=False,
+    )
+
+
 def cmd_serve(_args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
@@ -105,23 +136,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
             "(set AIFACTORY_AUTH_SECRET for any shared deployment)",
             settings.dev_secret_path,
         )
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        http="h11",
-        loop="asyncio",
-        lifespan="on",
-        log_config=None,
-        log_level=settings.log_level_no,
-        access_log=settings.log_level_no <= logging.DEBUG,
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:  # lifespan or bind failure: uvicorn already logged why
