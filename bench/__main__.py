@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bridge_latency, fanout
+from bench import cross_replica, fanout
 from bench.floor import raw_round_trip, redis_benchmark_publish
 from bench.profile import profile_phase
 from bench.report import plot_latency, write_markdown
@@ -82,29 +82,16 @@ def summary(res: dict[str, Any]) -> list[str]:
         if ("aifactory", r) in by and ("socketio", r) in by
     ]
     ahead = sum(1 for a, s in pairs if a["p99"] < s["p99"])
+    out[:0] = goal_check(res.get("cross_replica") or [], res["floor"])
     ratios = [a["p50"] / floor[a["rate"]]["p50"] for a, _ in pairs if floor.get(a["rate"], {}).get("p50")]
     out.insert(
-        0,
-        f"Goal check, end to end: aifactory-server's p99 is below python-socketio's at {ahead} of "
-        f"{len(pairs)} rates; its p50 (HTTP POST on A → WebSocket client on C) is "
-        f"{min(ratios):.0f}-{max(ratios):.0f}x the single-process raw Redis round trip — 2x not met on "
-        "that path, which adds an HTTP request, a second process and a WebSocket hop (see Method).",
+        len(out) - len(pairs),
+        f"Under fan-out load (HTTP POST on A → 30 of 90 sockets on C, one load-client process reading all"
+        f" 90): aifactory-server's p99 is below python-socketio's at {ahead} of {len(pairs)} rates; its"
+        f" p50 there is {min(ratios):.0f}-{max(ratios):.0f}x the single-process raw Redis round trip: that"
+        " path adds an HTTP request, and every C socket's frame waits behind the other sockets' frames in"
+        " the server and in the one load client (see Method).",
     )
-    alone = bridge_latency.ratios(res.get("bridge_alone") or [])
-    if alone:
-        p50s, p99s = [q["p50_ratio"] for q in alone], [q["p99_ratio"] for q in alone]
-        added = [q["added_p50_ms"] for q in alone]
-        met50, met99 = sum(1 for r in p50s if r <= 2.0), sum(1 for r in p99s if r <= 2.0)
-        verdict = "met" if met50 == met99 == len(alone) else "not fully met"
-        out.insert(
-            1,
-            f"Goal check, bridge alone (`broadcast_event` on A → local subscriber on C, two processes, "
-            f"vs raw redis.asyncio publish → subscribe in the same two-process shape): p50 "
-            f"{min(p50s):.2f}-{max(p50s):.2f}x raw redis-py ({min(added) * 1000:+.0f} to "
-            f"{max(added) * 1000:+.0f} µs), p99 {min(p99s):.2f}-{max(p99s):.2f}x — within 2x on p50 at "
-            f"{met50} of {len(alone)} rates and on p99 at {met99} of {len(alone)}: the 2x goal is "
-            f"{verdict} for the part our code controls.",
-        )
     for kind in KINDS:
         best = res["sustained_best"].get(kind)
         if best:
@@ -119,6 +106,41 @@ def summary(res: dict[str, Any]) -> list[str]:
         out.append(
             f"{fanout_name(r['kind'])}: {r['kib_per_socket']:.1f} KiB RSS per connected socket "
             f"({r['clients']:,} sockets over 3 replicas)."
+        )
+    return out
+
+
+def goal_check(rows: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[str]:
+    """The issue's latency goal, from the like-for-like cross-replica section: within 2x of raw redis-py.
+    Also says how the product path compares with the single-process round trip, the stricter floor."""
+    q = cross_replica.ratios(rows)
+    out = []
+    for kind, path in (
+        (
+            "replica",
+            "fire on replica A (`broadcast_event`, as task code does) → WebSocket client on replica C",
+        ),
+        ("bridge", "bridge alone (`broadcast_event` on A → local subscriber on C, no WebSocket)"),
+    ):
+        mine = [r for r in q if r["kind"] == kind]
+        if not mine:
+            continue
+        p50s, p99s = [r["p50_ratio"] for r in mine], [r["p99_ratio"] for r in mine]
+        met = sum(1 for r in mine if r["p50_ratio"] <= 2.0 and r["p99_ratio"] <= 2.0)
+        verdict = "met" if met == len(mine) else f"not met at {len(mine) - met} of {len(mine)} rates"
+        out.append(
+            f"Goal check, within 2x of raw redis-py ({path}): p50 {min(p50s):.2f}-{max(p50s):.2f}x, "
+            f"p99 {min(p99s):.2f}-{max(p99s):.2f}x the raw `redis.asyncio` publish → subscribe across two "
+            f"processes, same run and Redis — {verdict}."
+        )
+    one_proc = {r["rate"]: r["p50"] for r in floor if r.get("p50")}
+    replica = [r for r in rows if r["kind"] == "replica" and r["rate"] in one_proc]
+    if replica:
+        vs = [r["p50"] / one_proc[r["rate"]] for r in replica]
+        out.append(
+            f"Against the single-process round trip (*Floor*: publisher and subscriber in one process, so no "
+            f"cross-process wake-up at all), the replica path's p50 is {min(vs):.1f}-{max(vs):.1f}x; the 2x"
+            " goal is judged against the raw path of the same shape as replica A → replica C (two processes)."
         )
     return out
 
@@ -145,9 +167,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {"kind": "redis", "rate": r, **asyncio.run(raw_round_trip(redis.url, r, dur, args.size))}
             for r in rates
         ]
-        say("bridge alone vs raw redis-py (two processes each, kinds alternating)")
-        res["bridge_alone"] = bridge_latency.measure(redis.url, rates, dur / 2, args.size, rounds=4)
-        bridge_latency.print_table(res["bridge_alone"])
+        say("cross-replica latency vs raw redis-py (raw, bridge, replica; kinds alternating)")
+        res["cross_replica"] = cross_replica.measure(redis.url, rates, dur / 2, args.size, rounds=8)
+        cross_replica.print_table(res["cross_replica"])
         say("floor: redis-benchmark PUBLISH")
         res["redis_benchmark"] = redis_benchmark_publish(redis.port, args.size)
         say(f"latency at rates {rates} (90 sockets, 3 replicas), kinds interleaved")
@@ -215,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads(args.from_json.read_text())
         res["summary"] = summary(res)
         png = args.out.parent / "benchmark-latency.png"
-        plot_latency(res["rates"], res["floor"], png, res.get("bridge_alone"))
+        plot_latency(res["rates"], res["floor"], png, res.get("cross_replica"))
         write_markdown(res, args.out, png)
         say(f"re-rendered {args.out} and {png} from {args.from_json}")
         return 0
     res = run(args)
     png = args.out.parent / "benchmark-latency.png"
-    plot_latency(res["rates"], res["floor"], png, res.get("bridge_alone"))
+    plot_latency(res["rates"], res["floor"], png, res.get("cross_replica"))
     write_markdown(res, args.out, png)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,13 +18,21 @@ ROOT = Path(__file__).resolve().parent.parent
 class LineWorker:
     """`python -m <module> <args>` from the repo root, with line-buffered text pipes."""
 
-    def __init__(self, module: str, *args: str, quit_timeout: float = 15.0) -> None:
-        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    def __init__(
+        self,
+        module: str,
+        *args: str,
+        quit_timeout: float = 15.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`env` replaces the inherited environment (default: this process's)."""
+        base = dict(os.environ if env is None else env)
+        pythonpath = os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))
         self.quit_timeout = quit_timeout
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=pythonpath),
+            env=dict(base, PYTHONPATH=pythonpath),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,20 +1,24 @@
-"""Bridge alone vs raw redis-py: what `EventBus` + `RedisBridge` add over a plain publish → subscribe.
+"""Cross-replica latency against the raw redis-py floor: fire on replica A, time the arrival on C.
 
-The end-to-end bench (bench.fanout) adds an HTTP request and a WebSocket hop that the raw floor lacks; this
-one compares like with like. Both kinds run as two separate worker processes on the same redis-server:
+Three kinds, each a sender process A and a receiver process on the same redis-server:
 
-- bridge: process A runs a real `start_bus` (EventBus + RedisBridge) and calls `broadcast_event`; process
-  C runs its own bus with one local `Subscriber` and times the frame as its writer task gets it
-  (`await sub.get()`, exactly what a WebSocket writer does before `send_text`).
-- raw: process A `await publish()`es on a plain `redis.asyncio` client; process C reads a plain pubsub with
+- raw (the floor): A `await publish()`es on a plain `redis.asyncio` client; C reads a plain pubsub with
   `get_message(timeout=...)` (the redis-py idiom, as bench.floor does).
+- bridge (our code alone): A runs a real `start_bus` (EventBus + RedisBridge) and calls
+  `broadcast_event`; C runs its own bus with one local `Subscriber` and times the frame as its writer task
+  gets it (`await sub.get()`, exactly what a WebSocket writer does before `send_text`).
+- replica (the product path): A is a real replica (the app under uvicorn with the flags
+  `aifactory-server` uses) and fires through the module-level `broadcast_event`, as task and agent code
+  does; C is a real `aifactory-server` process; the receiver is a WebSocket client on C's `/ws/events`
+  in a third process. This is the issue's "fire on replica A → received by a client on replica C"; it
+  has one more process hop (C → browser) than the floor.
 
 Same event JSON and size, same fixed-rate schedule, same clock: the sender stamps `time.monotonic_ns()`
 (CLOCK_MONOTONIC, shared by all processes of the machine) into the event just before handing it over, and
 the receiver subtracts it from its own reading on arrival. Kinds alternate per rate (raw, bridge, bridge,
 raw, ...) and the samples of all rounds are pooled, so background load hits both alike.
 
-Standalone: `python -m bench.bridge_latency [--rates 50 200 500] [--duration 2.5] [--rounds 4]
+Standalone: `python -m bench.cross_replica [--rates 50 200 500] [--duration 2.5] [--rounds 4]
 [--profile DIR]` (`--profile` writes one cProfile file per worker process).
 """
 
@@ -25,6 +29,7 @@ import asyncio
 import cProfile
 import json
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,8 +37,10 @@ from typing import Any
 
 from bench.stats import summarize
 from bench.worker import LineWorker
+from tests.support.ports import free_port
+from tests.support.servers import ServerSet, base_env, start_servers
 
-KINDS = ("raw", "bridge")
+KINDS = ("raw", "bridge", "replica")
 DRAIN_SECONDS = 2.0  # after the last fire, how long a receiver waits for stragglers (counted lost after)
 WARMUP_EVENTS = 20
 
@@ -170,11 +177,82 @@ class _BusReceiver(_BusWorker):
         await super().close()
 
 
+class _ReplicaSender(_Worker):
+    """A real replica in this process: `create_app` served by uvicorn exactly as `aifactory-server` does
+    (settings from the environment the coordinator passes), firing through `aifactory.bus.broadcast_event`."""
+
+    async def setup(self) -> None:
+        import uvicorn
+
+        from aifactory import bus
+        from aifactory.app import create_app
+        from aifactory.cli import setup_logging, uvicorn_config
+        from aifactory.config import load_settings
+
+        settings = load_settings()
+        setup_logging(settings.log_level_no)  # stderr: stdout is this worker's line protocol
+        self.server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+        self.serving = asyncio.create_task(self.server.serve())
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if self.serving.done() or time.monotonic() > deadline:
+                raise RuntimeError("the replica did not start (see its log lines on stderr)")
+            await asyncio.sleep(0.02)
+        bridge = bus.get_bus().bridge
+        if bridge is None or not await bridge.wait_connected(10.0):
+            raise RuntimeError("the replica's bridge did not connect to Redis within 10 s")
+        self.broadcast = bus.broadcast_event
+
+    async def send_one(self, i: int, pad: str) -> None:
+        self.broadcast(_event(i, pad))
+
+    async def close(self) -> None:
+        self.server.should_exit = True
+        await self.serving
+
+
+class _WebSocketReceiver(_Worker):
+    """A WebSocket client on replica C's /ws/events (`url` carries the token); times each event frame.
+    aiohttp, as bench.loadclient uses for both servers (its frame reader is compiled)."""
+
+    async def setup(self) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, heartbeat=None, max_msg_size=0)
+        hello = await self.ws.receive_json()  # sent once the socket is registered for fan-out
+        if hello.get("type") != "hello":
+            raise RuntimeError(f"unexpected first frame from replica C: {hello!r}")
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        import aiohttp
+
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.arrived(time.monotonic_ns(), msg.data)
+
+    def arrived(self, ns: int, data: str | bytes) -> None:
+        frame = json.loads(data)
+        event = frame.get("event", frame)
+        if isinstance(event, dict) and "t" in event:
+            self.samples.append(ns - event["t"])
+            self._arrived.set()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.ws.close()
+        await self.session.close()
+
+
 ROLES: dict[str, type[_Worker]] = {
     "raw-send": _RawSender,
     "raw-recv": _RawReceiver,
     "bridge-send": _BusSender,
     "bridge-recv": _BusReceiver,
+    "replica-send": _ReplicaSender,
+    "replica-recv": _WebSocketReceiver,
 }
 
 
@@ -211,11 +289,18 @@ def worker_main(role: str, url: str, channel: str, profile: Path | None) -> None
 
 # ---------------------------------------------------------------------------------------------- coordinator
 class _Proc(LineWorker):
-    def __init__(self, role: str, url: str, channel: str, profile: Path | None) -> None:
+    def __init__(
+        self,
+        role: str,
+        url: str,
+        channel: str,
+        profile: Path | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         args = ["--worker", role, url, channel]
         if profile:
             args += ["--profile", str(profile)]
-        super().__init__("bench.bridge_latency", *args)
+        super().__init__("bench.cross_replica", *args, env=env)
         self.role = role
         line = self.ask(None)
         if line != "READY":
@@ -224,17 +309,30 @@ class _Proc(LineWorker):
 
 
 class Pair:
-    """Sender A and receiver C of one kind, on their own channel."""
+    """Sender A and receiver C of one kind, on their own channel (plus replica C for the replica kind)."""
 
     def __init__(self, kind: str, url: str, profile: Path | None = None) -> None:
-        channel = f"bench:bridge-alone:{kind}:{uuid.uuid4().hex[:8]}"
+        channel = f"bench:cross-replica:{kind}:{uuid.uuid4().hex[:8]}"
         self.kind = kind
-        self.recv = _Proc(f"{kind}-recv", url, channel, profile)
+        self.replica_c: ServerSet | None = None
+        self.replica_a_http: str | None = None  # the in-process replica A's own HTTP address
+        self.procs: list[_Proc] = []
         try:
-            self.send = _Proc(f"{kind}-send", url, channel, profile)
+            send_env, recv_url = None, url
+            if kind == "replica":
+                self.replica_c, send_env = _replica_c(url, channel)
+                self.replica_a_http = f"http://127.0.0.1:{send_env['PORT']}"
+                token = self.replica_c.token("bench-viewer", org="bench-org")
+                recv_url = self.replica_c[0].ws_url("/ws/events", token)
+            self.recv = self._start(_Proc(f"{kind}-recv", recv_url, channel, profile))
+            self.send = self._start(_Proc(f"{kind}-send", url, channel, profile, env=send_env))
         except BaseException:
-            self.recv.close()
+            self.close()
             raise
+
+    def _start(self, proc: _Proc) -> _Proc:
+        self.procs.append(proc)
+        return proc
 
     def run(self, rate: float, count: int, size: int) -> list[float]:
         """Fire `count` events at `rate`/s on A; latency samples (ms) seen on C."""
@@ -243,8 +341,33 @@ class Pair:
         return [ns / 1e6 for ns in json.loads(self.recv.ask(f"DUMP {count}"))]
 
     def close(self) -> None:
-        self.send.close()
-        self.recv.close()
+        for proc in reversed(self.procs):
+            proc.close()
+        if self.replica_c is not None:
+            self.replica_c.stop()
+
+
+def _replica_c(url: str, channel: str) -> tuple[ServerSet, dict[str, str]]:
+    """Start replica C (`aifactory-server`) and return it with the environment replica A's worker runs in:
+    the same secret, Redis and channel, its own port, audit file and quiet logs."""
+    workdir = Path(tempfile.mkdtemp(prefix="aif-bench-cross-"))
+    quiet = {"LOG_LEVEL": "WARNING"}
+    replica_c = start_servers(1, redis_url=url, channel=channel, extra_env=quiet, workdir=workdir)
+    try:
+        replica_c.wait_bridge("connected")
+    except BaseException:
+        replica_c.stop()
+        raise
+    env = base_env(workdir)
+    env.update(
+        quiet,
+        REDIS_URL=url,
+        REDIS_CHANNEL=channel,
+        AIFACTORY_AUTH_SECRET=replica_c.secret,
+        PORT=str(free_port()),
+        AIFACTORY_AUDIT_LOG=str(workdir / "replicaA-audit.jsonl"),
+    )
+    return replica_c, env
 
 
 def measure(
@@ -255,20 +378,29 @@ def measure(
     *,
     rounds: int = 4,
     profile: Path | None = None,
+    kinds: tuple[str, ...] = KINDS,
 ) -> list[dict[str, Any]]:
-    """Rows {kind, rate, p50, p99, max, received, expected, lost} for raw and bridge at every rate."""
-    pairs = {kind: Pair(kind, url, profile) for kind in KINDS}
+    """Rows {kind, rate, p50, p99, max, received, expected, lost} for each kind at every rate."""
+    kinds = ("raw", *(k for k in kinds if k != "raw"))  # the floor is always measured alongside
+    pairs: dict[str, Pair] = {}
+    try:
+        for kind in kinds:
+            pairs[kind] = Pair(kind, url, profile)
+    except BaseException:
+        for pair in pairs.values():
+            pair.close()
+        raise
     rows = []
     try:
         for pair in pairs.values():
             pair.run(100, WARMUP_EVENTS, size)  # connections warm, first-origin baseline set
         for rate in rates:
             count = max(1, int(rate * duration))
-            pooled: dict[str, list[float]] = {k: [] for k in KINDS}
+            pooled: dict[str, list[float]] = {k: [] for k in kinds}
             for r in range(rounds):
-                for kind in KINDS if r % 2 == 0 else tuple(reversed(KINDS)):
+                for kind in kinds if r % 2 == 0 else tuple(reversed(kinds)):
                     pooled[kind] += pairs[kind].run(rate, count, size)
-            for kind in KINDS:
+            for kind in kinds:
                 rows.append({"kind": kind, "rate": rate, **summarize(pooled[kind], expected=count * rounds)})
     finally:
         for pair in pairs.values():
@@ -277,24 +409,25 @@ def measure(
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per rate: bridge p50/p99 divided by raw p50/p99."""
+    """One row per rate and measured kind (bridge, replica): its p50/p99 divided by raw p50/p99."""
     by = {(r["kind"], r["rate"]): r for r in rows}
     out = []
     for rate in sorted({r["rate"] for r in rows}):
-        raw, br = by.get(("raw", rate)), by.get(("bridge", rate))
-        if raw and br and raw["p50"] and raw["p99"]:
-            out.append(
-                {
-                    "rate": rate,
-                    "raw_p50": raw["p50"],
-                    "raw_p99": raw["p99"],
-                    "bridge_p50": br["p50"],
-                    "bridge_p99": br["p99"],
-                    "p50_ratio": br["p50"] / raw["p50"],
-                    "p99_ratio": br["p99"] / raw["p99"],
-                    "added_p50_ms": br["p50"] - raw["p50"],
-                }
-            )
+        raw = by.get(("raw", rate))
+        if not raw or not raw["p50"] or not raw["p99"]:
+            continue
+        for kind in KINDS[1:]:
+            ours = by.get((kind, rate))
+            if ours:
+                out.append(
+                    {
+                        "rate": rate,
+                        "kind": kind,
+                        "p50_ratio": ours["p50"] / raw["p50"],
+                        "p99_ratio": ours["p99"] / raw["p99"],
+                        "added_p50_ms": ours["p50"] - raw["p50"],
+                    }
+                )
     return out
 
 
@@ -307,14 +440,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
     for q in ratios(rows):
         print(
-            f"rate {q['rate']:g}/s: bridge/raw p50 {q['p50_ratio']:.2f}x (+{q['added_p50_ms']:.3f} ms), "
-            f"p99 {q['p99_ratio']:.2f}x"
+            f"rate {q['rate']:g}/s: {q['kind']}/raw p50 {q['p50_ratio']:.2f}x "
+            f"({q['added_p50_ms'] * 1000:+.0f} µs), p99 {q['p99_ratio']:.2f}x"
         )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.bridge_latency", description=__doc__.splitlines()[0]
+        prog="python -m bench.cross_replica", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--worker", nargs=3, metavar=("ROLE", "URL", "CHANNEL"), help=argparse.SUPPRESS)
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 500])
@@ -322,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="event size in bytes")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per rate (pooled)")
     parser.add_argument("--profile", type=Path, help="write a cProfile file per worker into this directory")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="raw is always run")
     args = parser.parse_args(argv)
     if args.worker:
         worker_main(*args.worker, args.profile)
@@ -332,7 +466,13 @@ def main(argv: list[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     with RedisServer() as redis:
         rows = measure(
-            redis.url, args.rates, args.duration, args.size, rounds=args.rounds, profile=args.profile
+            redis.url,
+            args.rates,
+            args.duration,
+            args.size,
+            rounds=args.rounds,
+            profile=args.profile,
+            kinds=tuple(args.kinds),
         )
     print_table(rows)
     return 0
