@@ -115,13 +115,12 @@ def goal_check(rows: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[
     Also says how the product path compares with the single-process round trip, the stricter floor."""
     q = cross_replica.ratios(rows)
     out = []
-    for kind, path in (
-        (
-            "replica",
-            "fire on replica A (`broadcast_event`, as task code does) → WebSocket client on replica C",
-        ),
-        ("bridge", "bridge alone (`broadcast_event` on A → local subscriber on C, no WebSocket)"),
-    ):
+    paths = {
+        "replica": "replica path (`broadcast_event` on a real replica A, as task code fires events → "
+        "WebSocket client of replica C)",
+        "bridge": "bridge alone (`broadcast_event` on A → local subscriber on C, no WebSocket)",
+    }
+    for kind, path in paths.items():
         mine = [r for r in q if r["kind"] == kind]
         if not mine:
             continue
@@ -129,9 +128,9 @@ def goal_check(rows: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[
         met = sum(1 for r in mine if r["p50_ratio"] <= 2.0 and r["p99_ratio"] <= 2.0)
         verdict = "met" if met == len(mine) else f"not met at {len(mine) - met} of {len(mine)} rates"
         out.append(
-            f"Goal check, within 2x of raw redis-py ({path}): p50 {min(p50s):.2f}-{max(p50s):.2f}x, "
-            f"p99 {min(p99s):.2f}-{max(p99s):.2f}x the raw `redis.asyncio` publish → subscribe across two "
-            f"processes, same run and Redis — {verdict}."
+            f"Goal check, {path}: p50 {min(p50s):.2f}-{max(p50s):.2f}x and p99 {min(p99s):.2f}-"
+            f"{max(p99s):.2f}x raw `redis.asyncio` publish → subscribe across two processes (same run, same"
+            f" Redis); within 2x: {verdict}."
         )
     one_proc = {r["rate"]: r["p50"] for r in floor if r.get("p50")}
     replica = [r for r in rows if r["kind"] == "replica" and r["rate"] in one_proc]

@@ -21,15 +21,22 @@ KINDS = {
     "replica": "replica A → WebSocket on C (in-process fire)",
 }
 
+# In the plot, say which measurement each server line comes from (the tables say it in their headings).
+PLOT_SUFFIX = {
+    "aifactory": " (HTTP fire, 90 sockets)",
+    "socketio": " (HTTP fire, 90 sockets)",
+    "redis": " (1 process)",
+}
 
 METHOD = [
     "## Method and caveats",
     "",
     "- **Same conditions.** Both servers run at the same time against the same `redis-server` (separate",
     "  channels); every load step runs back to back for the two servers, so background load on the shared",
-    "  machine hits both alike. Events are broadcasts fired by HTTP POST on replica A (`/api/events` with a",
-    "  service token, which writes an audit line first; python-socketio: a `/fire` route calling",
-    "  `sio.emit`). Losses count every socket on every replica. aifactory-server runs with",
+    "  machine hits both alike. In the fan-out tables, events are broadcasts fired by HTTP POST on",
+    "  replica A (`/api/events` with a service token, which writes an audit line first; python-socketio:",
+    "  a `/fire` route calling `sio.emit`). Losses count every socket on every replica. aifactory-server",
+    "  runs with",
     "  `LOG_LEVEL=WARNING` and `AIFACTORY_WS_QUEUE=10000` (per-socket queue; default 1000) because",
     "  python-socketio's per-socket queues are unbounded; a bench that overflowed ours would measure the",
     "  drop policy, not the fan-out.",
@@ -39,9 +46,9 @@ METHOD = [
     "  other work on the host), so at the higher rates the numbers measure CPU saturation as much as the",
     "  fan-out design. Treat differences under ~1.5x at one step as noise; the trend across steps and the",
     "  sustained-throughput step are the meaningful comparisons.",
-    "- **5,000 sockets saturate the box.** One load-client process reads every frame (25,000/s at 5",
-    "  events/s) on the same 2 cores as the three replicas, so that row measures the whole machine at its",
-    "  limit; compare the two servers there, not the absolute numbers.",
+    "- **5,000 sockets (`--full`) saturate the box.** One load-client process reads every frame",
+    "  (25,000/s at 5 events/s) on the same 2 cores as the three replicas, so that row measures the whole",
+    "  machine at its limit; compare the two servers there, not the absolute numbers.",
     "- **The 2x goal is measured like for like.** `bench.cross_replica` fires on replica A and times the",
     "  arrival on C for three kinds, each in its own processes on the same `redis-server`: *raw* (the",
     "  floor: `publish()` with plain `redis.asyncio` in one process, `get_message()` in another),",
@@ -117,8 +124,9 @@ def plot_latency(
         if not data:
             continue
         x = [r["rate"] for r in data]
-        ax.plot(x, [r["p50"] for r in data], "-o", color=styles[kind], label=f"{KINDS[kind]} p50")
-        ax.plot(x, [r["p99"] for r in data], "--s", color=styles[kind], label=f"{KINDS[kind]} p99")
+        name = KINDS[kind] + PLOT_SUFFIX.get(kind, "")
+        ax.plot(x, [r["p50"] for r in data], "-o", color=styles[kind], label=f"{name} p50")
+        ax.plot(x, [r["p99"] for r in data], "--s", color=styles[kind], label=f"{name} p99")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = sorted({r["rate"] for r in rows})
@@ -158,6 +166,16 @@ def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str]]) -> list[str]
     return out
 
 
+def _added_range(by: dict[tuple[str, float], dict[str, Any]], kind: str, base: str) -> str:
+    """' (+a to +b µs p50)': what `kind` adds over `base` across the rates both were measured at."""
+    added = [
+        (r["p50"] - by[(base, rate)]["p50"]) * 1000
+        for (k, rate), r in by.items()
+        if k == kind and (base, rate) in by
+    ]
+    return f" ({min(added):+.0f} to {max(added):+.0f} µs p50)" if added else ""
+
+
 def _cross_replica(rows: list[dict[str, Any]] | None) -> list[str]:
     """The like-for-like section behind the 2x goal: raw redis-py, our bridge alone, the replica path."""
     if not rows:
@@ -193,8 +211,10 @@ def _cross_replica(rows: list[dict[str, Any]] | None) -> list[str]:
         "envelope, slices the publisher's event text out of it unchanged (no decode-and-re-encode) and",
         "queues it for the socket's writer task (a second event-loop pass), which sends it as one WebSocket",
         "frame. A's own subscriber also receives every event back from Redis and skips it by its prefix;",
-        "the raw baseline has no such echo. Most of what *replica* adds over *bridge* is the extra process",
-        "hop (C's send, the client's wake-up and frame parse).",
+        "the raw baseline has no such echo. What *replica* adds over *bridge*"
+        + _added_range(by, "replica", "bridge")
+        + " is the WebSocket hop:",
+        "C's send through Starlette and uvicorn, and the client process's wake-up and frame parse.",
         "Profiling this path (cProfile via `python -m bench.cross_replica --profile DIR`, plus per-stage",
         "timestamps) found two costs, both fixed: the receiver parsed the whole envelope and re-encoded the",
         "event (now the publisher's text is sliced out after the same checks, 2.4x cheaper per envelope),",
@@ -246,6 +266,7 @@ def write_markdown(res: dict[str, Any], path: Path, png: Path) -> None:
         "",
     ]
     lines += [f"- {s}" for s in res["summary"]]
+    lines += ["", *METHOD]
     lines += [
         "",
         "## Floor: Redis alone",
