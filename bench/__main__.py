@@ -125,12 +125,11 @@ def goal_check(rows: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[
         if not mine:
             continue
         p50s, p99s = [r["p50_ratio"] for r in mine], [r["p99_ratio"] for r in mine]
-        met = sum(1 for r in mine if r["p50_ratio"] <= 2.0 and r["p99_ratio"] <= 2.0)
-        verdict = "met" if met == len(mine) else f"not met at {len(mine) - met} of {len(mine)} rates"
+        met50, met99 = sum(1 for x in p50s if x <= 2.0), sum(1 for x in p99s if x <= 2.0)
         out.append(
             f"Goal check, {path}: p50 {min(p50s):.2f}-{max(p50s):.2f}x and p99 {min(p99s):.2f}-"
             f"{max(p99s):.2f}x raw `redis.asyncio` publish → subscribe across two processes (same run, same"
-            f" Redis); within 2x: {verdict}."
+            f" Redis); within 2x on p50 at {met50} of {len(mine)} rates, on p99 at {met99} of {len(mine)}."
         )
     one_proc = {r["rate"]: r["p50"] for r in floor if r.get("p50")}
     replica = [r for r in rows if r["kind"] == "replica" and r["rate"] in one_proc]
