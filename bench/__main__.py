@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for r in rates
         ]
         say("cross-replica latency vs raw redis-py (raw, bridge, replica; kinds alternating)")
-        res["cross_replica"] = cross_replica.measure(redis.url, rates, dur / 2, args.size, rounds=8)
+        res["cross_replica"] = cross_replica.measure(redis.url, rates, dur / 2, args.size)
         cross_replica.print_table(res["cross_replica"])
         say("floor: redis-benchmark PUBLISH")
         res["redis_benchmark"] = redis_benchmark_publish(redis.port, args.size)

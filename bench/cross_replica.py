@@ -15,11 +15,11 @@ Three kinds, each a sender process A and a receiver process on the same redis-se
 
 Same event JSON and size, same fixed-rate schedule, same clock: the sender stamps `time.monotonic_ns()`
 (CLOCK_MONOTONIC, shared by all processes of the machine) into the event just before handing it over, and
-the receiver subtracts it from its own reading on arrival. Kinds alternate per rate (raw, bridge, bridge,
-raw, ...) and the samples of all rounds are pooled, so background load hits both alike.
+the receiver subtracts it from its own reading on arrival. Kinds alternate per rate (raw, bridge, replica,
+replica, bridge, raw, ...) and the samples of all rounds are pooled, so background load hits all alike.
 
-Standalone: `python -m bench.cross_replica [--rates 50 200 500] [--duration 2.5] [--rounds 4]
-[--profile DIR]` (`--profile` writes one cProfile file per worker process).
+Standalone: `python -m bench.cross_replica [--rates 50 200 500] [--duration 2.5] [--rounds 8]
+[--kinds bridge replica] [--profile DIR]` (`--profile` writes one cProfile file per worker process).
 """
 
 from __future__ import annotations
@@ -219,6 +219,7 @@ class _WebSocketReceiver(_Worker):
         import aiohttp
 
         self.session = aiohttp.ClientSession()
+        self.text = aiohttp.WSMsgType.TEXT
         self.ws = await self.session.ws_connect(self.url, heartbeat=None, max_msg_size=0)
         hello = await self.ws.receive_json()  # sent once the socket is registered for fan-out
         if hello.get("type") != "hello":
@@ -226,10 +227,8 @@ class _WebSocketReceiver(_Worker):
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        import aiohttp
-
         async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
+            if msg.type == self.text:
                 self.arrived(time.monotonic_ns(), msg.data)
 
     def arrived(self, ns: int, data: str | bytes) -> None:
@@ -376,7 +375,7 @@ def measure(
     duration: float,
     size: int,
     *,
-    rounds: int = 4,
+    rounds: int = 8,
     profile: Path | None = None,
     kinds: tuple[str, ...] = KINDS,
 ) -> list[dict[str, Any]]:
@@ -453,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 500])
     parser.add_argument("--duration", type=float, default=2.5, help="seconds of firing per rate and round")
     parser.add_argument("--size", type=int, default=256, help="event size in bytes")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per rate (pooled)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per rate (pooled)")
     parser.add_argument("--profile", type=Path, help="write a cProfile file per worker into this directory")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="raw is always run")
     args = parser.parse_args(argv)
