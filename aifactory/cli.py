@@ -88,6 +88,10 @@ def _fail(message: str) -> int:
     return EXIT_CONFIG
 
 
+# The protocol stack every replica runs on; the benchmark's python-socketio peer runs on the same one.
+UVICORN_PROTOCOLS: dict[str, str] = {"ws": "websockets-sansio", "http": "h11", "loop": "asyncio"}
+
+
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     """How every replica is served: the one place for uvicorn flags (the benchmarks reuse it)."""
     import uvicorn
@@ -96,9 +100,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
-        http="h11",
-        loop="asyncio",
+        **UVICORN_PROTOCOLS,
         lifespan="on",
         log_config=None,
         log_level=settings.log_level_no,

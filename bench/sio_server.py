@@ -16,6 +16,8 @@ from urllib.parse import parse_qs
 import socketio
 import uvicorn
 
+from aifactory.cli import UVICORN_PROTOCOLS
+
 
 def build_app(redis_url: str, channel: str) -> socketio.ASGIApp:
     """An ASGI app: Socket.IO at /socket.io/, a fire endpoint at /fire and /readyz for readiness polls."""
@@ -69,15 +71,13 @@ def main() -> None:
     parser.add_argument("--channel", default="bench-sio")
     args = parser.parse_args()
     app = build_app(args.redis, args.channel)
-    # the same uvicorn settings aifactory-server uses (aifactory/cli.py), so only the fan-out differs
+    # the same protocol stack aifactory-server runs on, so only the fan-out differs
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
-        ws="websockets-sansio",
-        http="h11",
-        loop="asyncio",
+        **UVICORN_PROTOCOLS,
         access_log=False,
         server_header=False,
     )
