@@ -7,27 +7,14 @@ timing the wrong frames) fails here instead of printing a flattering table. No t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from bench import cross_replica
 from tests.support.redis_procs import RedisServer
 from tests.support.servers import http_json
 
 
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_every_kind_times_every_event_once(redis: RedisServer) -> None:
+def test_every_kind_times_every_event_once(redis_server: RedisServer) -> None:
     rate, duration, rounds = 100.0, 0.5, 2
-    rows = cross_replica.measure(redis.url, [rate], duration, 256, rounds=rounds)
+    rows = cross_replica.measure(redis_server.url, [rate], duration, 256, rounds=rounds)
     expected = int(rate * duration) * rounds
     by_kind = {r["kind"]: r for r in rows}
     assert set(by_kind) == set(cross_replica.KINDS)
@@ -40,10 +27,10 @@ def test_every_kind_times_every_event_once(redis: RedisServer) -> None:
     assert ratios["replica"]["p50_ratio"] == by_kind["replica"]["p50"] / by_kind["raw"]["p50"]
 
 
-def test_replica_kind_runs_the_real_server_on_both_sides(redis: RedisServer) -> None:
+def test_replica_kind_runs_the_real_server_on_both_sides(redis_server: RedisServer) -> None:
     """Replica C is an `aifactory-server` process holding the one WebSocket; A is the real app serving
     HTTP in the firing process; both report a connected bridge, and A's events reach C's client."""
-    pair = cross_replica.Pair("replica", redis.url)
+    pair = cross_replica.Pair("replica", redis_server.url)
     try:
         assert pair.replica_c is not None and pair.replica_a_http is not None
         status, body = pair.replica_c[0].readyz()
