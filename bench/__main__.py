@@ -131,6 +131,21 @@ def goal_check(rows: list[dict[str, Any]], floor: list[dict[str, Any]]) -> list[
             f"{max(p99s):.2f}x raw `redis.asyncio` publish → subscribe across two processes (same run, same"
             f" Redis); within 2x on p50 at {met50} of {len(mine)} rates, on p99 at {met99} of {len(mine)}."
         )
+    relay = [r for r in q if r["kind"] == "relay"]
+    by = {(r["kind"], r["rate"]): r for r in rows}
+    vs_relay = [
+        by[("replica", r["rate"])]["p50"] / by[("relay", r["rate"])]["p50"]
+        for r in relay
+        if ("replica", r["rate"]) in by
+    ]
+    if relay and vs_relay:
+        out.append(
+            f"The extra WebSocket hop alone: a bare relay (raw subscriber on C passing each message to a bare"
+            f" `websockets` server's client) is p50 {min(r['p50_ratio'] for r in relay):.2f}-"
+            f"{max(r['p50_ratio'] for r in relay):.2f}x and p99 {min(r['p99_ratio'] for r in relay):.2f}-"
+            f"{max(r['p99_ratio'] for r in relay):.2f}x raw; the replica path's p50 is "
+            f"{min(vs_relay):.2f}-{max(vs_relay):.2f}x the bare relay's."
+        )
     one_proc = {r["rate"]: r["p50"] for r in floor if r.get("p50")}
     replica = [r for r in rows if r["kind"] == "replica" and r["rate"] in one_proc]
     if replica:

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ from bench.worker import LineWorker
 from tests.support.ports import free_port
 from tests.support.servers import ServerSet, base_env, start_servers
 
-KINDS = ("raw", "bridge", "replica")
+KINDS = ("raw", "bridge", "replica", "relay")
 DRAIN_SECONDS = 2.0  # after the last fire, how long a receiver waits for stragglers (counted lost after)
 WARMUP_EVENTS = 20
 
@@ -245,6 +246,46 @@ class _WebSocketReceiver(_Worker):
         await self.session.close()
 
 
+class _Relay(_Worker):
+    """The least any Python replica C can do: plain redis.asyncio `get_message()` (as raw), each message
+    passed on as one WebSocket text frame to every client of a bare `websockets` server (no framework,
+    auth, routing or queues). Not a product; the reference for what the extra WebSocket hop costs."""
+
+    async def setup(self) -> None:
+        import redis.asyncio as aioredis
+        from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+        async def handler(conn: ServerConnection) -> None:
+            await conn.send(json.dumps({"type": "hello"}))
+            self.clients.add(conn)
+            try:
+                await conn.wait_closed()
+            finally:
+                self.clients.discard(conn)
+
+        self.broadcast = broadcast
+        self.clients: set[ServerConnection] = set()
+        self.server = await serve(handler, "127.0.0.1", int(os.environ["BENCH_RELAY_PORT"]), compression=None)
+        self.client = aioredis.from_url(self.url)
+        self.pubsub = self.client.pubsub()
+        await self.pubsub.subscribe(self.channel)
+        await self.pubsub.get_message(timeout=5.0)  # the subscribe confirmation
+        self.task = asyncio.create_task(self._relay())
+
+    async def _relay(self) -> None:
+        while True:
+            msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is not None and msg["type"] == "message":
+                self.broadcast(self.clients, msg["data"].decode())
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.server.close()
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+
 ROLES: dict[str, type[_Worker]] = {
     "raw-send": _RawSender,
     "raw-recv": _RawReceiver,
@@ -252,6 +293,9 @@ ROLES: dict[str, type[_Worker]] = {
     "bridge-recv": _BusReceiver,
     "replica-send": _ReplicaSender,
     "replica-recv": _WebSocketReceiver,
+    "relay-send": _RawSender,
+    "relay-fwd": _Relay,
+    "relay-recv": _WebSocketReceiver,
 }
 
 
@@ -323,6 +367,11 @@ class Pair:
                 self.replica_a_http = f"http://127.0.0.1:{send_env['PORT']}"
                 token = self.replica_c.token("bench-viewer", org="bench-org")
                 recv_url = self.replica_c[0].ws_url("/ws/events", token)
+            elif kind == "relay":
+                port = free_port()
+                relay_env = dict(os.environ, BENCH_RELAY_PORT=str(port))
+                self._start(_Proc("relay-fwd", url, channel, profile, env=relay_env))
+                recv_url = f"ws://127.0.0.1:{port}/"
             self.recv = self._start(_Proc(f"{kind}-recv", recv_url, channel, profile))
             self.send = self._start(_Proc(f"{kind}-send", url, channel, profile, env=send_env))
         except BaseException:

@@ -23,7 +23,7 @@ def test_every_kind_times_every_event_once(redis_server: RedisServer) -> None:
         assert row["lost"] == 0
         assert 0 < row["p50"] <= row["p99"] <= row["max"], f"{kind}: {row}"
     ratios = {q["kind"]: q for q in cross_replica.ratios(rows)}
-    assert set(ratios) == {"bridge", "replica"}
+    assert set(ratios) == {"bridge", "replica", "relay"}
     assert ratios["replica"]["p50_ratio"] == by_kind["replica"]["p50"] / by_kind["raw"]["p50"]
 
 
