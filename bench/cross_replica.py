@@ -246,13 +246,12 @@ class _WebSocketReceiver(_Worker):
         await self.session.close()
 
 
-class _Relay(_Worker):
-    """The least any Python replica C can do: plain redis.asyncio `get_message()` (as raw), each message
+class _Relay(_RawReceiver):
+    """The least any Python replica C can do: the raw receiver's plain `get_message()` loop, each message
     passed on as one WebSocket text frame to every client of a bare `websockets` server (no framework,
     auth, routing or queues). Not a product; the reference for what the extra WebSocket hop costs."""
 
     async def setup(self) -> None:
-        import redis.asyncio as aioredis
         from websockets.asyncio.server import ServerConnection, broadcast, serve
 
         async def handler(conn: ServerConnection) -> None:
@@ -266,24 +265,14 @@ class _Relay(_Worker):
         self.broadcast = broadcast
         self.clients: set[ServerConnection] = set()
         self.server = await serve(handler, "127.0.0.1", int(os.environ["BENCH_RELAY_PORT"]), compression=None)
-        self.client = aioredis.from_url(self.url)
-        self.pubsub = self.client.pubsub()
-        await self.pubsub.subscribe(self.channel)
-        await self.pubsub.get_message(timeout=5.0)  # the subscribe confirmation
-        self.task = asyncio.create_task(self._relay())
+        await super().setup()
 
-    async def _relay(self) -> None:
-        while True:
-            msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if msg is not None and msg["type"] == "message":
-                self.broadcast(self.clients, msg["data"].decode())
+    def arrived(self, ns: int, data: str | bytes) -> None:
+        self.broadcast(self.clients, data.decode() if isinstance(data, bytes) else data)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await super().close()
         self.server.close()
-        await self.pubsub.aclose()
-        await self.client.aclose()
 
 
 ROLES: dict[str, type[_Worker]] = {
