@@ -88,6 +88,11 @@ class _Worker:
         out, self.samples = self.samples, []
         return out
 
+    async def stop_reading(self) -> None:
+        """Cancel a receiver's read loop (`self.task`) and wait until it is gone."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
     async def setup(self) -> None:
         raise NotImplementedError
 
@@ -126,8 +131,7 @@ class _RawReceiver(_Worker):
                 self.arrived(time.monotonic_ns(), msg["data"])
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self.stop_reading()
         await self.pubsub.aclose()
         await self.client.aclose()
 
@@ -173,8 +177,7 @@ class _BusReceiver(_BusWorker):
             self.arrived(time.monotonic_ns(), frame)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self.stop_reading()
         await super().close()
 
 
@@ -240,8 +243,7 @@ class _WebSocketReceiver(_Worker):
             self._arrived.set()
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await self.stop_reading()
         await self.ws.close()
         await self.session.close()
 
