@@ -1,6 +1,6 @@
 """Cross-replica latency against the raw redis-py floor: fire on replica A, time the arrival on C.
 
-Three kinds, each a sender process A and a receiver process on the same redis-server:
+Four kinds, each a sender process A and a receiver process on the same redis-server:
 
 - raw (the floor): A `await publish()`es on a plain `redis.asyncio` client; C reads a plain pubsub with
   `get_message(timeout=...)` (the redis-py idiom, as bench.floor does).
@@ -12,11 +12,13 @@ Three kinds, each a sender process A and a receiver process on the same redis-se
   does; C is a real `aifactory-server` process; the receiver is a WebSocket client on C's `/ws/events`
   in a third process. This is the issue's "fire on replica A → received by a client on replica C"; it
   has one more process hop (C → browser) than the floor.
+- relay (a reference, not a product): raw on A; on C the raw receiver passes each message to a bare
+  `websockets` server, whose client in a third process times it: what the extra WebSocket hop costs alone.
 
 Same event JSON and size, same fixed-rate schedule, same clock: the sender stamps `time.monotonic_ns()`
 (CLOCK_MONOTONIC, shared by all processes of the machine) into the event just before handing it over, and
 the receiver subtracts it from its own reading on arrival. Kinds alternate per rate (raw, bridge, replica,
-replica, bridge, raw, ...) and the samples of all rounds are pooled, so background load hits all alike.
+relay, then reversed, ...) and the samples of all rounds are pooled, so background load hits all alike.
 
 Standalone: `python -m bench.cross_replica [--rates 50 200 500] [--duration 2.5] [--rounds 8]
 [--kinds bridge replica] [--profile DIR]` (`--profile` writes one cProfile file per worker process).
@@ -335,7 +337,6 @@ class _Proc(LineWorker):
         if profile:
             args += ["--profile", str(profile)]
         super().__init__("bench.cross_replica", *args, env=env)
-        self.role = role
         line = self.ask(None)
         if line != "READY":
             self.close()
@@ -343,7 +344,8 @@ class _Proc(LineWorker):
 
 
 class Pair:
-    """Sender A and receiver C of one kind, on their own channel (plus replica C for the replica kind)."""
+    """Sender A and receiver C of one kind, on their own channel, plus what sits between them on C: an
+    `aifactory-server` for the replica kind, the relay process for the relay kind."""
 
     def __init__(self, kind: str, url: str, profile: Path | None = None) -> None:
         channel = f"bench:cross-replica:{kind}:{uuid.uuid4().hex[:8]}"
