@@ -16,18 +16,11 @@ KINDS = {
     "aifactory": "aifactory-server",
     "socketio": "python-socketio AsyncRedisManager",
     "redis": "raw redis.asyncio",
-    "bridge": "bridge alone (2 processes)",
+    # the cross-replica kinds, in the order their table lists them
     "raw": "raw redis.asyncio (2 processes)",
+    "bridge": "bridge alone (2 processes)",
     "replica": "replica A → WebSocket on C (in-process fire)",
     "relay": "bare relay → WebSocket (3 processes)",
-}
-
-# The cross-replica kinds in table order, as the table names them.
-CROSS_KINDS = {
-    "raw": "raw redis.asyncio (floor)",
-    "bridge": "bridge alone",
-    "replica": "replica A → WebSocket on C",
-    "relay": "bare relay → WebSocket",
 }
 
 # In the plot, say which measurement each server line comes from (the tables say it in their headings).
@@ -210,13 +203,13 @@ def _cross_replica(rows: list[dict[str, Any]] | None) -> list[str]:
     ]
     for rate in sorted({r["rate"] for r in rows}):
         raw = by.get(("raw", rate))
-        for kind in CROSS_KINDS:
+        for kind in KINDS:
             r = by.get((kind, rate))
             if r is None or raw is None:
                 continue
             bold = "**" if kind == "replica" else ""
             out.append(
-                f"| {rate:g} | {CROSS_KINDS[kind]} | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.2f} | "
+                f"| {rate:g} | {KINDS[kind]} | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.2f} | "
                 f"{bold}{r['p50'] / raw['p50']:.2f}x{bold} | {bold}{r['p99'] / raw['p99']:.2f}x{bold} | "
                 f"{int(r['lost'])} |"
             )
