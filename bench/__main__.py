@@ -88,11 +88,15 @@ def summary(res: dict[str, Any]) -> list[str]:
     out.insert(
         len(out) - len(pairs),
         f"Under fan-out load (HTTP POST on A → 30 of 90 sockets on C, one load-client process reading all"
-        f" 90): aifactory-server's p99 is below python-socketio's at {ahead} of {len(pairs)} rates; its"
-        f" p50 there is {min(ratios):.0f}-{max(ratios):.0f}x the single-process raw Redis round trip at the"
-        f" rates where its p99 stays under {fanout.P99_LIMIT_MS:.0f} ms: that"
-        " path adds an HTTP request, and every C socket's frame waits behind the other sockets' frames in"
-        " the server and in the one load client (see Method).",
+        f" 90): aifactory-server's p99 is below python-socketio's at {ahead} of {len(pairs)} rates"
+        + (
+            f"; its p50 there is {min(ratios):.0f}-{max(ratios):.0f}x the single-process raw Redis round trip"
+            f" at the rates where its p99 stays under {fanout.P99_LIMIT_MS:.0f} ms: that path adds an HTTP"
+            " request, and every C socket's frame waits behind the other sockets' frames in the server and"
+            " in the one load client (see Method)."
+            if ratios
+            else "."
+        ),
     )
     for kind in KINDS:
         best = res["sustained_best"].get(kind)
@@ -182,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {"kind": "redis", "rate": r, **asyncio.run(raw_round_trip(redis.url, r, dur, args.size))}
             for r in rates
         ]
-        say("cross-replica latency vs raw redis-py (raw, bridge, replica; kinds alternating)")
+        say(f"cross-replica latency vs raw redis-py ({', '.join(cross_replica.KINDS)}; kinds alternating)")
         res["cross_replica"] = cross_replica.measure(redis.url, rates, dur / 2, args.size)
         cross_replica.print_table(res["cross_replica"])
         say("floor: redis-benchmark PUBLISH")
