@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY aifactory ./aifactory
 COPY validator ./validator
+COPY deploy ./deploy
 COPY chart ./chart
 RUN pip install ".[server]" \
     && cd / && rm -rf /src \

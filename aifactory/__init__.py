@@ -1,6 +1,9 @@
 """AIFactory web server: the event bus, its Redis fan-out bridge and the WebSocket endpoints.
 
-Kept import-light on purpose: the validator imports `aifactory.redis_url` on its cold-start path.
+Kept import-light on purpose: the validator imports `aifactory.redis_url` and `aifactory.constants` on its
+cold-start path.
 """
 
-__version__ = "1.1.0"
+from aifactory.constants import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import jwt
 
+from aifactory.constants import MAX_ID_LEN
+
 ALGORITHM = "HS256"
 ROLES = ("user", "admin", "service")
 EMITTER_ROLES = frozenset({"admin", "service"})
 DEFAULT_TTL = 3600
-MAX_ID_LEN = 256  # the envelope's limit for user and org ids, so every id can cross replicas
 
 
 class AuthError(Exception):

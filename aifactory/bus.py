@@ -12,7 +12,8 @@ Web-layer startup (call once inside the ASGI lifespan, on the serving event loop
     ...                                      # bus.registry: add/remove Subscribers; bus.metrics: /metrics
     await bus.aclose()                       # on shutdown
 
-`start_bus` logs exactly one of the spec's startup lines (logger "aifactory.bus", level INFO):
+`start_bus` logs exactly one of the two startup lines (logger "aifactory.bus", level INFO; the text lives
+in `aifactory.constants`, where `aifactory-validate --cluster` reads it too):
     Redis pub/sub enabled — replica <uuid> on channel '<channel>'
     Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only
 and installs the bus, so task/agent code can simply `from aifactory.bus import send_to_user`.
@@ -29,6 +30,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from aifactory.envelope import SCOPES, encode_event
 from aifactory.metrics import Metrics
 from aifactory.registry import LocalRegistry
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
     from aifactory.redis_url import RedisTarget
 
 __all__ = [
-    "DEFAULT_CHANNEL",
-    "DISABLED_LINE",
     "REPLICA_ID",
     "EventBus",
     "broadcast_event",
@@ -53,9 +53,6 @@ __all__ = [
 log = logging.getLogger("aifactory.bus")
 
 REPLICA_ID = str(uuid.uuid4())  # fresh per process: correlates this pod's Redis traffic in logs
-DEFAULT_CHANNEL = "aifactory:events"
-DISABLED_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
-ENABLED_LINE = "Redis pub/sub enabled — replica %s on channel '%s'"
 
 
 class EventBus:

@@ -128,7 +128,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from aifactory.app import create_app
+    from aifactory.web import create_app
 
     log = logging.getLogger("aifactory.server")
     if settings.dev_secret_path is not None:
@@ -147,7 +147,8 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from aifactory.auth import MAX_ID_LEN, ROLES, mint_token
+    from aifactory.auth import ROLES, mint_token
+    from aifactory.constants import MAX_ID_LEN
 
     if args.role not in ROLES:
         return _fail(f"--role {args.role!r} is not one of {', '.join(ROLES)}")

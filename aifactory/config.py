@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aifactory.constants import DEFAULT_CHANNEL
+
 if TYPE_CHECKING:
     from aifactory.redis_url import RedisTarget
 
-DEFAULT_CHANNEL = "aifactory:events"
 DEFAULT_AUDIT_LOG = "/tmp/aifactory-audit.jsonl"
 MIN_SECRET_BYTES = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from aifactory.constants import MAX_ID_LEN
+
 __all__ = [
     "SCOPES",
     "VERSION",
@@ -36,18 +38,18 @@ __all__ = [
     "encode_event",
     "encode_probe",
     "encode_with_frame",
+    "own_event_prefix",
 ]
 
 VERSION = 1
 SCOPES = ("broadcast", "user", "org")
 KIND_EVENT = "event"
 KIND_PROBE = "probe"
-_MAX_ID_LEN = 256
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # ensure_ascii: len(str) == len(bytes) on the wire
 _raw_decode = json.JSONDecoder().raw_decode
 # The exact header `encode_with_frame` writes (origin without JSON escapes); anything else takes `decode`.
-_ID = r'[^"\\\x00-\x1f]{1,' + str(_MAX_ID_LEN) + "}"
+_ID = r'[^"\\\x00-\x1f]{1,' + str(MAX_ID_LEN) + "}"
 _CANONICAL_HEAD = re.compile(
     rf'\{{"v":{VERSION},"origin":"({_ID})","seq":(0|[1-9][0-9]{{0,30}}),'
     r'"scope":"(broadcast|user|org)","target":(null|"(?:[^"\\\x00-\x1f]|\\.){1,1600}"),"event":'
@@ -90,6 +92,12 @@ def encode_with_frame(origin: str, seq: int, scope: str, target: str | None, fra
     )
 
 
+def own_event_prefix(origin: str) -> bytes:
+    """The bytes every event envelope from `origin` starts with (up to its seq), as `encode_with_frame`
+    writes them: lets a receiver skip its own events coming back without parsing them."""
+    return encode_with_frame(origin, 0, "broadcast", None, "{}").partition(',"seq"')[0].encode() + b',"seq":'
+
+
 def encode(env: Envelope) -> str:
     """Encode an Envelope (probe or event)."""
     if env.kind == KIND_PROBE:
@@ -106,7 +114,7 @@ def _is_int(value: object) -> bool:
 
 
 def _is_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= _MAX_ID_LEN
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
 
 
 def decode(data: str | bytes) -> Envelope:

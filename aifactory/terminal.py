@@ -22,6 +22,14 @@ import termios
 import time
 from dataclasses import dataclass, field
 
+from aifactory.constants import (
+    WS_GOING_AWAY,
+    WS_NORMAL,
+    WS_POLICY_VIOLATION,
+    WS_TAKEN_OVER,
+    WS_TRY_AGAIN_LATER,
+)
+
 log = logging.getLogger("aifactory.terminal")
 
 TERMINAL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -77,7 +85,7 @@ class Attachment:
 
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(OUTPUT_QUEUE_CHUNKS))
     close_reason: str = ""
-    close_code: int = 1000
+    close_code: int = WS_NORMAL
 
 
 @dataclass(eq=False)
@@ -134,7 +142,7 @@ class TerminalManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         await asyncio.gather(
-            *(self.close(t, "server shutting down", 1001) for t in list(self.terminals.values()))
+            *(self.close(t, "server shutting down", WS_GOING_AWAY) for t in list(self.terminals.values()))
         )
         await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -154,19 +162,21 @@ class TerminalManager:
     async def attach(self, term_id: str, user_id: str) -> tuple[Terminal, Attachment]:
         """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise."""
         if not TERMINAL_ID.match(term_id):
-            raise TerminalRefused(1008, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
+            raise TerminalRefused(WS_POLICY_VIOLATION, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
         term = self.terminals.get(term_id)
         if term is not None and term.owner != user_id:
-            raise TerminalRefused(1008, "terminal belongs to another user")
+            raise TerminalRefused(WS_POLICY_VIOLATION, "terminal belongs to another user")
         if term is None:
             if len(self.terminals) >= self.max_terminals:
-                raise TerminalRefused(1013, "too many terminals on this replica; try again later")
+                raise TerminalRefused(
+                    WS_TRY_AGAIN_LATER, "too many terminals on this replica; try again later"
+                )
             term = await self._spawn(term_id, user_id)
         if term.grace_handle is not None:
             term.grace_handle.cancel()
             term.grace_handle = None
         if term.attachment is not None:  # a newer connection of the same user takes the terminal over
-            self._end_attachment(term, "terminal attached from another connection", 4409)
+            self._end_attachment(term, "terminal attached from another connection", WS_TAKEN_OVER)
         att = Attachment()
         replay = b"".join(term.scrollback)
         if replay:
@@ -305,7 +315,7 @@ class TerminalManager:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def close(self, term: Terminal, reason: str, code: int = 1000) -> None:
+    async def close(self, term: Terminal, reason: str, code: int = WS_NORMAL) -> None:
         """Hang up the shell's process group, kill it if it lingers, reap it, and tell the socket."""
         if term.closed:
             return

@@ -191,9 +191,9 @@ class _ReplicaSender(_Worker):
         import uvicorn
 
         from aifactory import bus
-        from aifactory.app import create_app
         from aifactory.cli import setup_logging, uvicorn_config
         from aifactory.config import load_settings
+        from aifactory.web import create_app
 
         settings = load_settings()
         setup_logging(settings.log_level_no)  # stderr: stdout is this worker's line protocol

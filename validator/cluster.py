@@ -11,12 +11,11 @@ list Pods, read Pod log.
 from __future__ import annotations
 
 import os
-import re
 
+from aifactory.constants import DISABLED_LINE as DISABLED
+from aifactory.constants import ENABLED_LINE_RE as ENABLED
 from validator.model import ERROR, WARNING, Finding, Loc
 
-ENABLED = re.compile(r"Redis pub/sub enabled — replica (\S+) on channel '([^']*)'")
-DISABLED = "Redis pub/sub disabled (REDIS_URL unset)"
 LOG_LINES = 5000
 
 TYPE_CHECKING = False

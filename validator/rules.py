@@ -8,6 +8,7 @@ defensively: they also run when the schema failed, and must never crash on a wro
 
 from __future__ import annotations
 
+from aifactory.constants import TERMINAL_PATH
 from validator.model import ERROR, WARNING, Finding, Loc, Positions
 
 TYPE_CHECKING = False
@@ -24,7 +25,6 @@ CHART_RULES = (
     "extra-env-reserved",
 )
 RESERVED_ENV = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
-TERMINAL_PATH = "/ws/terminal"
 NGINX = "nginx.ingress.kubernetes.io/"
 TRAEFIK_STICKY = "traefik.ingress.kubernetes.io/service.sticky"
 NGINX_AFFINITY_KEYS = ("affinity", "affinity-mode", "session-cookie-")

@@ -18,6 +18,7 @@ from aifactory.envelope import (
     encode_event,
     encode_probe,
     encode_with_frame,
+    own_event_prefix,
 )
 
 ORIGIN = str(uuid.uuid4())
@@ -155,3 +156,11 @@ def test_probe_has_no_frame() -> None:
 def test_envelope_defaults() -> None:
     env = Envelope(origin=ORIGIN, seq=1, scope="broadcast", target=None, event={"a": 1})
     assert env.v == VERSION and env.kind == "event"
+
+
+def test_own_event_prefix_matches_every_event_of_that_origin_and_nothing_else() -> None:
+    prefix = own_event_prefix(ORIGIN)
+    for seq, scope, target in ((1, "broadcast", None), (99, "user", "alice"), (7, "org", "acme")):
+        assert encode_with_frame(ORIGIN, seq, scope, target, '{"x":1}').encode().startswith(prefix)
+    assert not encode_with_frame(str(uuid.uuid4()), 1, "broadcast", None, "{}").encode().startswith(prefix)
+    assert not encode_probe(ORIGIN, 1, 5).encode().startswith(prefix)  # probes are handled, not skipped

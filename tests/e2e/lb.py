@@ -1,4 +1,4 @@
-"""A real HAProxy process in front of real replicas, configured by aifactory.lb.haproxy from chart values."""
+"""A real HAProxy process in front of real replicas, configured by deploy.haproxy from chart values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aifactory.lb.haproxy import LbSettings, lb_settings, load_values, render
+from deploy.haproxy import LbSettings, lb_settings, load_values, render
 from tests.conftest import EXAMPLES
 from tests.support.ports import free_port, wait_for_port
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aifactory.lb.haproxy import LbSettings, lb_settings, load_values, render
-from aifactory.lb.haproxy import main as haproxy_main
+from deploy.haproxy import LbSettings, lb_settings, load_values, render
+from deploy.haproxy import main as haproxy_main
 from tests.conftest import CHART, EXAMPLES, run_helm
 
 NGINX = "nginx.ingress.kubernetes.io/"

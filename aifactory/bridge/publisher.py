@@ -1,0 +1,129 @@
+"""The bridge's outbound side: a bounded queue of envelopes drained to Redis in pipelined batches.
+
+`put()` only appends a str, so a slow or dead Redis never delays a request; the bridge refuses events
+(and counts them) before they get here when the link is down or the queue is full. A batch that fails is
+dropped and counted (at-most-once, no replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from aifactory.bridge.connections import RedisConnections
+from aifactory.metrics import Metrics
+
+__all__ = ["PROBE_SEQ", "Publisher"]
+
+PROBE_SEQ = -1  # queue entries with this seq are probes: not counted as published or dropped events
+
+
+class Publisher:
+    """Owns the outbound queue and the loop that PUBLISHes it through `redis`'s publisher client."""
+
+    def __init__(
+        self,
+        redis: RedisConnections,
+        channel: str,
+        metrics: Metrics,
+        log: logging.LoggerAdapter[logging.Logger],
+        *,
+        outbound_max: int,
+        max_batch: int,
+        publish_timeout: float,
+        is_connected: Callable[[], bool],
+        is_stopping: Callable[[], bool],
+        on_probe_lost: Callable[[], None],
+    ) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.metrics = metrics
+        self.outbound_max = outbound_max
+        self.max_batch = max_batch
+        self.publish_timeout = publish_timeout
+        self._log = log
+        self._is_connected = is_connected
+        self._is_stopping = is_stopping
+        self._on_probe_lost = on_probe_lost
+        self._queue: deque[tuple[int, str]] = deque()  # (seq, envelope)
+        self._wake = asyncio.Event()
+        self._failures = 0
+        self._warned = False
+        self._m_published = metrics.published
+        self._m_drop = metrics.drop
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.outbound_max
+
+    def put(self, seq: int, envelope: str) -> None:
+        """Queue one event envelope (never blocks)."""
+        self._queue.append((seq, envelope))
+        self._wake.set()
+
+    def put_probe(self, envelope: str) -> None:
+        """Queue a probe ahead of every event, so a long queue cannot make it look lost."""
+        self._queue.appendleft((PROBE_SEQ, envelope))
+        self._wake.set()
+
+    def settled(self, last_seq: int) -> int:
+        """The last seq already published or dropped: everything before the first still-queued event."""
+        return self._queue[0][0] - 1 if self._queue else last_seq
+
+    async def run(self) -> None:
+        """Drain the queue until the bridge stops; failures are counted, logged and never raised."""
+        while not self._is_stopping():
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            self.metrics.outbound_depth.set(len(self._queue))
+            probes = sum(1 for seq, _ in batch if seq < 0)
+            try:
+                await self._send([envelope for _, envelope in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._failures += 1
+                self.redis.rotate_publisher()  # cluster: publish through the next node
+                self._m_drop["publish_failed"].inc(len(batch) - probes)
+                if probes:
+                    self._on_probe_lost()  # that probe never left: not the subscriber's fault
+                self._log_failure(exc, len(batch))
+                await self.redis.drop_publisher()
+                continue
+            self._failures = 0
+            self._warned = False
+            if len(batch) > probes:
+                self._m_published.inc(len(batch) - probes)
+
+    def _log_failure(self, exc: Exception, dropped: int) -> None:
+        """One WARNING per streak of failed publishes while the subscriber is fine. A refusal by Redis
+        (ACL, READONLY, ...) warns at once; connection-type errors only when they persist, because during
+        an outage the subscriber has already logged the one WARNING the operator needs."""
+        outage_like = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
+        if not self._warned and self._is_connected() and (not outage_like or self._failures >= 3):
+            self._warned = True
+            self._log.warning(
+                "publishing to Redis keeps failing (%s); events reach only this replica's clients",
+                self.redis.scrub(exc),
+            )
+        else:
+            self._log.debug("PUBLISH failed (%s); dropped %d envelope(s)", self.redis.scrub(exc), dropped)
+
+    async def _send(self, batch: list[str]) -> None:
+        """PUBLISH the batch (pipelined), bounded by the URL's socket_timeout or `publish_timeout`."""
+        pub = await self.redis.publisher()
+        async with asyncio.timeout(self.redis.target.options.get("socket_timeout") or self.publish_timeout):
+            if len(batch) == 1:
+                await pub.publish(self.channel, batch[0])
+                return
+            pipe = pub.pipeline(transaction=False)
+            for item in batch:
+                pipe.publish(self.channel, item)
+            await pipe.execute()

@@ -1,1 +1,0 @@
-"""Load-balancer configs derived from the chart's values (so they cannot drift from the ingress)."""

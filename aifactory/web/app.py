@@ -1,0 +1,91 @@
+"""The Starlette application: its routes, and the lifespan that starts the bus, terminals and tasks.
+
+The web layer knows nothing of Redis (the bus owns the bridge) and the bus knows nothing of Starlette.
+Routes live in `routes`, the sockets in `events_socket` and `terminal_socket`; what they share (state,
+caller, audit) in `state`; refusals are `errors.HttpError`, turned into responses by one handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from aifactory import bus as bus_module
+from aifactory.audit import AuditLog
+from aifactory.bus import start_bus
+from aifactory.config import Settings
+from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
+from aifactory.tasks import TaskRunner
+from aifactory.terminal import TerminalManager
+from aifactory.web import routes
+from aifactory.web.errors import EXCEPTION_HANDLERS
+from aifactory.web.events_socket import ws_events
+from aifactory.web.state import ServerState
+from aifactory.web.terminal_socket import ws_terminal
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("aifactory.server")
+
+
+def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = None) -> Starlette:
+    """Build the app; the lifespan starts the bus (and the Redis bridge when REDIS_URL is set)."""
+    replica_id = bus_module.REPLICA_ID
+    state = ServerState(
+        settings=settings,
+        replica_id=replica_id,
+        audit=AuditLog(settings.audit_log, replica_id),
+        bridge_options={
+            "backoff_initial": min(1.0, settings.redis_backoff_max),
+            "backoff_max": settings.redis_backoff_max,
+            **(bridge_options or {}),
+        },
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        state.bus = await start_bus(
+            settings.redis_target, settings.channel, replica_id=replica_id, **state.bridge_options
+        )
+        state.terminals = TerminalManager(
+            shell=settings.terminal_shell,
+            replica_id=replica_id,
+            idle_seconds=settings.terminal_idle_seconds,
+            grace_seconds=settings.terminal_grace_seconds,
+            max_terminals=settings.terminal_max,
+        )
+        state.terminals.start()
+        state.tasks = TaskRunner(replica_id)
+        state.ready = True
+        log.info("aifactory-server ready on %s:%d (replica %s)", settings.host, settings.port, replica_id)
+        try:
+            yield
+        finally:
+            state.ready = False
+            await state.tasks.stop()
+            await state.terminals.stop()
+            await state.bus.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/", routes.index),
+            Route("/healthz", routes.healthz),
+            Route("/readyz", routes.readyz),
+            Route("/metrics", routes.metrics),
+            Route("/api/events", routes.post_event, methods=["POST"]),
+            Route("/api/tasks", routes.post_task, methods=["POST"]),
+            WebSocketRoute(EVENTS_PATH, ws_events),
+            WebSocketRoute(TERMINAL_PATH + "/{term_id}", ws_terminal),
+            Mount("/static", app=StaticFiles(directory=routes.STATIC_DIR, check_dir=False), name="static"),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    return app

@@ -1,0 +1,81 @@
+"""`/ws/events`: live events for the token's user (their own, their org's and broadcasts, every replica)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from aifactory.constants import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
+from aifactory.registry import Subscriber, SubscriberClosed
+from aifactory.web.state import server_state, ws_principal
+
+WRITER_BATCH = 64
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read and discard client frames (the events socket is one-way) until the client goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
+    while True:
+        frame = await sub.get()
+        await websocket.send_text(frame)
+        for _ in range(WRITER_BATCH):  # drain what piled up without another wakeup
+            more = sub.get_nowait()
+            if more is None:
+                break
+            await websocket.send_text(more)
+
+
+async def ws_events(websocket: WebSocket) -> None:
+    """Live events for the token's user: their own, their org's and broadcasts, from every replica."""
+    principal = await ws_principal(websocket)
+    if principal is None:
+        return
+    state = server_state(websocket)
+    assert state.bus is not None
+    sub = Subscriber(
+        principal.user_id,
+        principal.org_id,
+        max(2, state.settings.ws_queue),
+        policy=state.settings.ws_overflow,
+    )
+    state.bus.registry.add(sub)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        hello = {
+            "type": "hello",
+            "replica": state.replica_id,
+            "user": principal.user_id,
+            "org": principal.org_id,
+        }
+        await websocket.send_text(json.dumps(hello))
+        tasks = [
+            asyncio.create_task(_write_frames(websocket, sub)),
+            asyncio.create_task(_until_disconnect(websocket)),
+            asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time()))),
+        ]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        writer, _reader, expiry = tasks
+        if expiry in done:
+            await websocket.close(code=WS_POLICY_VIOLATION, reason="token expired")
+        elif writer in done and isinstance(writer.exception(), SubscriberClosed):
+            await websocket.close(code=WS_TRY_AGAIN_LATER, reason="client too slow; reconnect")
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away mid-send
+    finally:
+        state.bus.registry.remove(sub)
+        sub.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,0 +1,173 @@
+"""The HTTP routes: health, readiness, metrics, the portal page, and the two emitting API calls.
+
+Flow of an emitting route: authenticate → parse → audit record → bus. Any refusal is an `HttpError`
+raised before the audit record, so a refused request has no side effect.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+
+from aifactory.constants import MAX_ID_LEN
+from aifactory.envelope import SCOPES
+from aifactory.tasks import TaskSpec
+from aifactory.web.errors import HttpError
+from aifactory.web.state import audit, http_principal, server_state
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_BODY_BYTES = 256 * 1024
+
+
+async def healthz(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state = server_state(request)
+    body: dict[str, Any] = {
+        "status": "ready" if state.ready else "not-ready",
+        "replica": state.replica_id,
+        "bridge": state.bus.state if state.bus else "starting",
+        "channel": state.settings.channel if state.settings.redis_url else None,
+        "clients": len(state.bus.registry) if state.bus else 0,
+        "terminals": len(state.terminals.terminals) if state.terminals else 0,
+    }
+    return JSONResponse(body, status_code=200 if state.ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    state = server_state(request)
+    if state.bus is None:
+        return PlainTextResponse("# starting\n", status_code=503)
+    body, content_type = state.bus.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+async def index(_request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+async def post_event(request: Request) -> Response:
+    """Emit one event: role service/admin; audit first, then the bus."""
+    state = server_state(request)
+    principal = http_principal(request)
+    if not principal.can_emit:
+        raise HttpError(
+            403, "forbidden", f"role {principal.role!r} may not emit events; use a service or admin token"
+        )
+    body = await json_body(request)
+    scope, target, event = parse_event_body(body)
+    audit(
+        state,
+        "event.emit",
+        principal,
+        scope=scope,
+        target=target,
+        event_type=event.get("type"),
+        event_bytes=len(json.dumps(event)),
+    )
+    assert state.bus is not None
+    if scope == "broadcast":
+        local = state.bus.broadcast_event(event)
+    elif scope == "user":
+        local = state.bus.send_to_user(target, event)  # type: ignore[arg-type]
+    else:
+        local = state.bus.send_to_org(target, event)  # type: ignore[arg-type]
+    return JSONResponse(
+        {
+            "status": "accepted",
+            "scope": scope,
+            "target": target,
+            "replica": state.replica_id,
+            "local_clients": local,
+        },
+        status_code=202,
+    )
+
+
+async def post_task(request: Request) -> Response:
+    """Start a simulated agent task owned by the caller; its events reach them on every replica."""
+    state = server_state(request)
+    principal = http_principal(request)
+    body = await json_body(request, optional=True)
+    spec = parse_task_body(body, state.settings.task_max_steps)
+    task_id = uuid.uuid4().hex
+    audit(state, "task.start", principal, task_id=task_id, name=spec.name, steps=spec.steps)
+    assert state.tasks is not None
+    state.tasks.start(task_id, principal, spec)
+    return JSONResponse({"task_id": task_id, "name": spec.name, "replica": state.replica_id}, status_code=202)
+
+
+# ---- request bodies ---------------------------------------------------------------------------------
+async def json_body(request: Request, *, optional: bool = False) -> Any:
+    """The request's JSON object, read with a size cap (also for chunked bodies without Content-Length)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise HttpError(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # chunked bodies have no Content-Length: count as they arrive
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HttpError(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise HttpError(400, "invalid_json", "request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise HttpError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(422, "invalid_body", "request body must be a JSON object")
+    return body
+
+
+def parse_event_body(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    unknown = sorted(set(body) - {"scope", "target", "event"})
+    if unknown:
+        raise HttpError(
+            422, "invalid_body", f"unknown field(s) {', '.join(unknown)}; allowed: scope, target, event"
+        )
+    scope = body.get("scope")
+    if scope not in SCOPES:
+        raise HttpError(422, "invalid_scope", "field 'scope' must be one of broadcast, user, org")
+    target = body.get("target")
+    if scope == "broadcast":
+        if target is not None:
+            raise HttpError(422, "invalid_target", "field 'target' must be omitted when scope is broadcast")
+    elif not (isinstance(target, str) and 0 < len(target) <= MAX_ID_LEN):
+        raise HttpError(
+            422,
+            "invalid_target",
+            f"field 'target' must be a non-empty {scope} id (string, at most {MAX_ID_LEN} chars)",
+        )
+    event = body.get("event")
+    if not isinstance(event, dict):
+        raise HttpError(422, "invalid_event", "field 'event' must be a JSON object")
+    return scope, target, event
+
+
+def parse_task_body(body: dict[str, Any], max_steps: int) -> TaskSpec:
+    unknown = sorted(set(body) - {"name", "steps", "interval"})
+    if unknown:
+        raise HttpError(
+            422, "invalid_body", f"unknown field(s) {', '.join(unknown)}; allowed: name, steps, interval"
+        )
+    name = body.get("name", "task")
+    if not (isinstance(name, str) and 0 < len(name) <= 100):
+        raise HttpError(422, "invalid_name", "field 'name' must be a string of 1-100 characters")
+    steps = body.get("steps", 5)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= max_steps):
+        raise HttpError(422, "invalid_steps", f"field 'steps' must be an integer from 1 to {max_steps}")
+    interval = body.get("interval", 0.5)
+    if not (isinstance(interval, int | float) and not isinstance(interval, bool) and 0 <= interval <= 10):
+        raise HttpError(422, "invalid_interval", "field 'interval' must be a number of seconds from 0 to 10")
+    return TaskSpec(name=name, steps=steps, interval=float(interval))

@@ -1,0 +1,73 @@
+"""What the routes and sockets share: the server state built by the lifespan, and who is calling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+
+from aifactory.audit import AuditError, AuditLog
+from aifactory.auth import AuthError, Principal, bearer_token, verify_token
+from aifactory.bus import EventBus
+from aifactory.config import Settings
+from aifactory.constants import WS_POLICY_VIOLATION
+from aifactory.tasks import TaskRunner
+from aifactory.terminal import TerminalManager
+from aifactory.web.errors import HttpError
+
+log = logging.getLogger("aifactory.server")
+
+
+@dataclass
+class ServerState:
+    """What the routes share; built at startup by the lifespan."""
+
+    settings: Settings
+    replica_id: str
+    audit: AuditLog
+    bridge_options: dict[str, Any] = field(default_factory=dict)
+    bus: EventBus | None = None
+    terminals: TerminalManager | None = None
+    tasks: TaskRunner | None = None
+    ready: bool = False
+
+    def principal(self, token: str | None) -> Principal:
+        return verify_token(self.settings.auth_secret, token)
+
+
+def server_state(conn: Request | WebSocket) -> ServerState:
+    state: ServerState = conn.app.state.server
+    return state
+
+
+def http_principal(request: Request) -> Principal:
+    """The caller of an HTTP route, from `Authorization: Bearer`; 401 otherwise."""
+    try:
+        return server_state(request).principal(bearer_token(request.headers.get("authorization")))
+    except AuthError as exc:
+        raise HttpError(401, "unauthorized", f"{exc}; send Authorization: Bearer <token>") from None
+
+
+async def ws_principal(websocket: WebSocket) -> Principal | None:
+    """Accept, then verify; on failure close with 1008 and the reason (browsers can read close reasons)."""
+    token = websocket.query_params.get("token") or bearer_token(websocket.headers.get("authorization"))
+    await websocket.accept()
+    try:
+        return server_state(websocket).principal(token)
+    except AuthError as exc:
+        await websocket.close(code=WS_POLICY_VIOLATION, reason=str(exc))
+        return None
+
+
+def audit(state: ServerState, action: str, actor: Principal, **details: Any) -> None:
+    """Record `action` before doing it; 503 (nothing done) when the audit log cannot be written."""
+    try:
+        state.audit.record(action, actor, **details)
+    except AuditError as exc:
+        log.error("%s; refusing %s", exc, action)
+        raise HttpError(
+            503, "audit_unavailable", "the audit log cannot be written; nothing was emitted"
+        ) from None
