@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aifactory.bridge import DEFAULT_MAX_EVENT_BYTES
+from aifactory.constants import ENABLED_LINE
 from tests.bus.conftest import ReplicaFactory, recv, recv_until
 from tests.support.redis_procs import RedisServer, redis_cli
 
@@ -30,7 +31,7 @@ async def test_every_scope_crosses_replicas_exactly_once_and_stays_isolated(
     caplog.set_level("INFO", logger="aifactory")
     a, b, c = [await replicas(redis_pw.url) for _ in range(3)]
     for r in (a, b, c):
-        assert f"Redis pub/sub enabled — replica {r.replica_id} on channel 'aif:test'" in caplog.messages
+        assert ENABLED_LINE % (r.replica_id, "aif:test") in caplog.messages
         assert r.bus.state == "connected"
     alice_a, alice_b = a.client("alice", "acme"), b.client("alice", "acme")
     bob_c = c.client("bob", "acme")

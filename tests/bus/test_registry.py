@@ -11,6 +11,7 @@ import pytest
 
 from aifactory import bus as bus_module
 from aifactory.bus import EventBus, start_bus
+from aifactory.constants import DISABLED_LINE
 from aifactory.metrics import Metrics
 from aifactory.registry import OVERFLOW_RESYNC_FRAME, LocalRegistry, Subscriber, SubscriberClosed
 
@@ -141,7 +142,7 @@ async def test_bus_without_redis_logs_the_disabled_line_and_installs(
     caplog.set_level("INFO", logger="aifactory.bus")
     bus = await start_bus(None)
     try:
-        assert "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only" in caplog.messages
+        assert DISABLED_LINE in caplog.messages
         assert bus.state == "disabled"
         alice = bus.registry.add(Subscriber("alice", "acme"))
         bob = bus.registry.add(Subscriber("bob", "acme"))

@@ -14,11 +14,12 @@ import jsonschema
 import pytest
 import yaml
 
+from aifactory.constants import DISABLED_LINE
 from tests.chart.cases import EXAMPLE_FILES
 from tests.chart.rendering import helm_major
 from tests.conftest import CHART, HELM_BINARIES, ROOT, run_helm
 
-QUOTED_LOG_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
+QUOTED_LOG_LINE = DISABLED_LINE
 
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=[p.stem for p in EXAMPLE_FILES])

@@ -7,6 +7,7 @@ import base64
 import pytest
 import yaml
 
+from aifactory.constants import DEFAULT_CHANNEL, EVENTS_PATH, TERMINAL_PATH, VERSION
 from tests.chart.cases import CASES, INLINE_URL
 from tests.chart.rendering import StrictLoader, by_kind, container, env, named, one, pod_spec, render
 
@@ -93,7 +94,7 @@ def test_ingress_routes_every_path_once_per_host(helm: str, case: str) -> None:
                 assert path["backend"]["service"]["port"] == {"name": "http"}
                 routes.setdefault(rule["host"], []).append(path["path"])
     for host, paths in routes.items():
-        assert sorted(paths) == ["/", "/ws/events", "/ws/terminal"], f"{host}: {paths}"
+        assert sorted(paths) == ["/", EVENTS_PATH, TERMINAL_PATH], f"{host}: {paths}"
 
 
 def test_renders_are_parsed_with_duplicate_keys_refused() -> None:
@@ -110,7 +111,7 @@ def test_defaults_are_a_single_replica_without_redis(helm: str) -> None:
     assert one(objs, "Deployment")["spec"]["replicas"] == 1
     assert set(env(objs)) == {"PORT", "LOG_LEVEL", "AIFACTORY_AUTH_SECRET"}
     assert env(objs)["LOG_LEVEL"]["value"] == "INFO"
-    assert container(objs)["image"] == "ghcr.io/aifactory/aifactory-server:1.1.0"
+    assert container(objs)["image"] == f"ghcr.io/aifactory/aifactory-server:{VERSION}"
     kinds = sorted(o["kind"] for o in objs if "helm.sh/hook" not in (o["metadata"].get("annotations") or {}))
     assert kinds == ["Deployment", "Secret", "Service", "ServiceAccount"]
     assert one(objs, "ServiceAccount")["automountServiceAccountToken"] is False
@@ -132,7 +133,7 @@ def test_external_secret_feeds_redis_url(helm: str) -> None:
     objs = render(helm, "external-secret")
     variables = env(objs)
     assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
-    assert variables["REDIS_CHANNEL"]["value"] == "aifactory:events"
+    assert variables["REDIS_CHANNEL"]["value"] == DEFAULT_CHANNEL
     assert [s["metadata"]["name"] for s in by_kind(objs, "Secret")] == ["aifactory-auth"], (
         "no chart Redis Secret"
     )
@@ -209,12 +210,12 @@ def test_ingress_without_affinity_has_no_cookie(helm: str) -> None:
 def test_nginx_terminal_affinity_is_scoped_to_the_terminal_ingress(helm: str) -> None:
     objs = render(helm, "ingress-nginx-affinity")
     terminal = named(objs, "Ingress", "aifactory-terminal")
-    assert [p["path"] for p in terminal["spec"]["rules"][0]["http"]["paths"]] == ["/ws/terminal"]
+    assert [p["path"] for p in terminal["spec"]["rules"][0]["http"]["paths"]] == [TERMINAL_PATH]
     a = terminal["metadata"]["annotations"]
     assert a["nginx.ingress.kubernetes.io/affinity"] == "cookie"
     assert a["nginx.ingress.kubernetes.io/affinity-mode"] == "balanced"
     assert a["nginx.ingress.kubernetes.io/session-cookie-name"] == "aifactory-affinity"
-    assert a["nginx.ingress.kubernetes.io/session-cookie-path"] == "/ws/terminal"
+    assert a["nginx.ingress.kubernetes.io/session-cookie-path"] == TERMINAL_PATH
     assert a["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
     assert a["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"
     for other in ("aifactory", "aifactory-ws"):
@@ -231,7 +232,7 @@ def test_traefik_terminal_affinity_lives_on_the_service(helm: str) -> None:
     assert a["team"] == "web", "user Service annotations are kept"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie"] == "true"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.name"] == "pin"
-    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.path"] == "/ws/terminal"
+    assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.path"] == TERMINAL_PATH
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.httponly"] == "true"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.samesite"] == "strict", "user value wins"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"] == "false", "no TLS configured"
@@ -265,8 +266,8 @@ def test_null_deletes_fall_back_to_documented_defaults(helm: str) -> None:
     objs = render(helm, "null-deletions")
     variables = env(objs)
     assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
-    assert variables["REDIS_CHANNEL"]["value"] == "aifactory:events"
-    assert container(objs)["image"].endswith(":1.1.0")
+    assert variables["REDIS_CHANNEL"]["value"] == DEFAULT_CHANNEL
+    assert container(objs)["image"].endswith(f":{VERSION}")
     assert "resources" not in container(objs)
     assert pod_spec(objs)["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
     terminal = named(objs, "Ingress", "aifactory-terminal")
@@ -311,7 +312,7 @@ def test_hpa_example_scales_to_ten_with_requests(helm: str) -> None:
 def test_second_deployment_example_has_its_own_channel(helm: str) -> None:
     objs = render(helm, "example:shared-redis-second-deployment")
     channel = env(objs)["REDIS_CHANNEL"]["value"]
-    assert channel != "aifactory:events"
+    assert channel != DEFAULT_CHANNEL
     assert channel == "aifactory-staging:events"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
+from aifactory.constants import TERMINAL_PATH
 from tests.conftest import ROOT
 from tests.e2e.conftest import Stack
 from tests.support.servers import http_json
@@ -103,8 +104,8 @@ def test_portal_through_haproxy(stack: Stack, browser: BrowserContext) -> None:
     )
     cookies = {c["name"]: c for c in browser.cookies(stack.lb.http)}
     assert "aifactory-affinity" not in cookies, "the affinity cookie must not travel with / or /ws/events"
-    pinned = {c["name"]: c for c in browser.cookies(stack.lb.http + "/ws/terminal/dana-term")}
-    assert pinned["aifactory-affinity"]["path"] == "/ws/terminal"
+    pinned = {c["name"]: c for c in browser.cookies(f"{stack.lb.http}{TERMINAL_PATH}/dana-term")}
+    assert pinned["aifactory-affinity"]["path"] == TERMINAL_PATH
     assert pinned["aifactory-affinity"]["httpOnly"]
 
     ARTIFACTS.mkdir(exist_ok=True)

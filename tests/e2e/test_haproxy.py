@@ -16,6 +16,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from aifactory.constants import TERMINAL_PATH
 from tests.e2e.conftest import Stack
 from tests.e2e.lb import SERVED_BY
 from tests.support.servers import http_json
@@ -74,7 +75,9 @@ async def terminal_visit(
 ) -> tuple[str, str, int, str | None]:
     """Open a terminal via HAProxy and ask the shell who it is: (served-by, replica, shell pid, cookie)."""
     headers = {"Cookie": cookie} if cookie else None
-    async with connect(f"{stack.lb.ws}/ws/terminal/{term}?token={token}", additional_headers=headers) as ws:
+    async with connect(
+        f"{stack.lb.ws}{TERMINAL_PATH}/{term}?token={token}", additional_headers=headers
+    ) as ws:
         await ws.send("echo MARK:$AIFACTORY_REPLICA_ID:$$\n")
         out = ""
         while not (m := MARK.search(out)):
@@ -87,7 +90,7 @@ async def test_affinity_cookie_reaches_the_same_terminal_on_every_reconnect(stac
     token = stack.replicas.token("bob", org="org-b")
     served, replica, pid, set_cookie = await terminal_visit(stack, "bob-work", token, None)
     assert set_cookie is not None and set_cookie.startswith(f"aifactory-affinity={served};"), set_cookie
-    assert "Path=/ws/terminal" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    assert f"Path={TERMINAL_PATH}" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
     cookie = set_cookie.split(";", 1)[0]
     for _ in range(4):
         again = await terminal_visit(stack, "bob-work", token, cookie)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from aifactory.constants import TERMINAL_PATH
 from deploy.haproxy import LbSettings, lb_settings, load_values, render
 from deploy.haproxy import main as haproxy_main
 from tests.conftest import CHART, EXAMPLES, run_helm
@@ -179,7 +180,7 @@ def test_shipped_examples_match(helm4: str, example: Path) -> None:
 def test_values_change_moves_both(helm4: str, tmp_path: Path) -> None:
     """Changing a value changes the ingress and HAProxy alike: the generator reads, never hardcodes."""
     facts, settings, cfg = render_both(helm4, _write(tmp_path, "c", CASES["nginx-custom"]))
-    assert facts["/ws/terminal"]["cookie"] == "pin-me" and "cookie pin-me insert" in cfg
+    assert facts[TERMINAL_PATH]["cookie"] == "pin-me" and "cookie pin-me insert" in cfg
     assert facts["/ws/events"]["timeout"] == "1234" and "timeout tunnel 1234s" in cfg
     assert settings.secure and " secure " in cfg
 

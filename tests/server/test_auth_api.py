@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import jwt
 import pytest
 
+from aifactory.constants import DISABLED_LINE, TERMINAL_PATH, WS_POLICY_VIOLATION
 from tests.server.wsclient import EventClient, refused
 from tests.support.servers import ServerSet, http_json, new_secret, run_server_once, start_servers
 
@@ -51,13 +52,15 @@ def bad_tokens(secret: str) -> dict[str, str | None]:
 async def test_events_socket_refuses_bad_tokens_with_policy_violation(single: ServerSet, kind: str) -> None:
     token = bad_tokens(single.secret)[kind]
     code, reason = await refused(single[0].ws_url(token=token))
-    assert code == 1008, (kind, code, reason)
+    assert code == WS_POLICY_VIOLATION, (kind, code, reason)
     assert reason and (token is None or token not in reason)
 
 
 async def test_terminal_socket_refuses_a_forged_token(single: ServerSet) -> None:
-    code, _ = await refused(single[0].ws_url("/ws/terminal/t1", token=bad_tokens(single.secret)["forged"]))
-    assert code == 1008
+    code, _ = await refused(
+        single[0].ws_url(f"{TERMINAL_PATH}/t1", token=bad_tokens(single.secret)["forged"])
+    )
+    assert code == WS_POLICY_VIOLATION
 
 
 async def test_token_accepted_from_query_and_from_bearer_header(single: ServerSet) -> None:
@@ -74,7 +77,7 @@ async def test_token_accepted_from_query_and_from_bearer_header(single: ServerSe
 async def test_socket_is_closed_when_its_token_expires(single: ServerSet) -> None:
     client = await EventClient.connect(single[0].ws_url(token=single.token("alice", "org-a", ttl=2)))
     await client._reader
-    assert client.ws.close_code == 1008
+    assert client.ws.close_code == WS_POLICY_VIOLATION
     assert client.ws.close_reason == "token expired"
 
 
@@ -184,7 +187,7 @@ def test_dev_mode_without_secret_warns_and_the_token_command_mints_a_working_tok
     try:
         log = servers[0].log_text()
         assert "WARNING aifactory.server: AIFACTORY_AUTH_SECRET unset: dev mode" in log
-        assert "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only" in log
+        assert DISABLED_LINE in log
         minted = run_server_once(
             {"AIFACTORY_DEV_SECRET_FILE": str(workdir / "dev-secret")},
             args=("token", "--user", "dev", "--org", "lab", "--role", "admin"),

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from aifactory.constants import ENABLED_LINE_RE
 from tests.conftest import ROOT
 from tests.support.ports import wait_for_port
 
@@ -20,7 +21,7 @@ def test_demo_shows_every_scope_crossing_replicas_and_stops_what_it_started() ->
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert out.count("Redis pub/sub enabled — replica ") == 3
+    assert len(ENABLED_LINE_RE.findall(out)) == 3
     assert "REDIS_URL <- Secret aifactory-redis/REDIS_URL: resolved locally to redis://127.0.0.1:" in out
     assert "AIFACTORY_AUTH_SECRET <- Secret" in out and "<generated>" in out
     for line in (

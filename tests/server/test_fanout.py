@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from aifactory.constants import DEFAULT_CHANNEL, ENABLED_LINE
 from tests.server.conftest import REDIS_PASSWORD
 from tests.server.wsclient import EventClient
 from tests.support.servers import ServerSet, http_json
@@ -64,7 +65,7 @@ def test_each_replica_logs_the_enabled_line_with_its_own_uuid(cluster: ServerSet
     for server in cluster:
         replica = server.readyz()[1]["replica"]
         ids.add(replica)
-        line = f"Redis pub/sub enabled — replica {replica} on channel 'aifactory:events'"
+        line = ENABLED_LINE % (replica, DEFAULT_CHANNEL)
         assert line in server.log_text()
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", replica)
     assert len(ids) == 3, "every replica must have its own uuid4"
@@ -195,7 +196,7 @@ def test_metrics_expose_bus_counters(cluster: ServerSet) -> None:
 def test_readyz_reports_the_bridge_state_and_healthz_is_alive(cluster: ServerSet) -> None:
     status, body = cluster[0].readyz()
     assert status == 200
-    assert body["bridge"] == "connected" and body["channel"] == "aifactory:events"
+    assert body["bridge"] == "connected" and body["channel"] == DEFAULT_CHANNEL
     assert http_json("GET", cluster[0].http + "/healthz") == (200, {"status": "ok"})
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from aifactory.constants import DISABLED_LINE, TERMINAL_PATH
 from tests.conftest import ROOT
 from tests.server.wsclient import EventClient
 from tests.support.servers import ServerProc, ServerSet, http_json, new_secret
@@ -100,7 +101,7 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
     await client.wait_for(lambda f: f.get("type") == "ro")
     await client.close()
 
-    async with connect(server.ws_url("/ws/terminal/ro", token=sandboxed.token("alice", "org-a"))) as ws:
+    async with connect(server.ws_url(f"{TERMINAL_PATH}/ro", token=sandboxed.token("alice", "org-a"))) as ws:
         # the shell's uid; writing under / refused; /tmp writable (arithmetic: the echoed input never matches)
         await ws.send(
             "echo uid-$(id -u); touch /etc/x 2>/dev/null || echo ro-$((1+1)); "
@@ -112,5 +113,5 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
 
     log = server.log_text()
     assert "Read-only file system" not in log and "Permission denied" not in log and "Traceback" not in log
-    assert "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only" in log
+    assert DISABLED_LINE in log
     assert not Path("/etc/x").exists()

@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TAKEN_OVER
 from tests.server.wsclient import refused
 from tests.support.servers import ServerSet, start_servers
 
@@ -84,7 +85,7 @@ def wait_dead(pid: int) -> None:
 
 
 def term_url(server: ServerSet, term: str, user: str) -> str:
-    return server[0].ws_url(f"/ws/terminal/{term}", token=server.token(user, "org-a"))
+    return server[0].ws_url(f"{TERMINAL_PATH}/{term}", token=server.token(user, "org-a"))
 
 
 async def test_owner_gets_a_real_pty_shell_without_the_servers_secrets(term_server: ServerSet) -> None:
@@ -101,7 +102,7 @@ async def test_another_user_is_refused_the_terminal(term_server: ServerSet) -> N
     async with connect(term_url(term_server, "t-owned", "alice")) as ws:
         await shell_pid(ws)
         code, reason = await refused(term_url(term_server, "t-owned", "mallory"))
-        assert code == 1008 and "another user" in reason
+        assert code == WS_POLICY_VIOLATION and "another user" in reason
         await ws.send("echo still-mine\n")
         await read_until(ws, r"(?m)^still-mine")
 
@@ -148,7 +149,7 @@ async def test_a_second_connection_takes_over_the_first(term_server: ServerSet) 
         async with connect(term_url(term_server, "t-take", "alice")) as second:
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(read_until(first, "never-printed"), WAIT)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == WS_TAKEN_OVER
             assert await shell_pid(second) == pid
 
 
@@ -156,19 +157,19 @@ async def test_terminal_socket_closes_when_its_token_expires_and_the_shell_waits
     term_server: ServerSet,
 ) -> None:
     short = term_server.token("alice", "org-a", ttl=2)
-    async with connect(term_server[0].ws_url("/ws/terminal/t-exp", token=short)) as ws:
+    async with connect(term_server[0].ws_url(f"{TERMINAL_PATH}/t-exp", token=short)) as ws:
         pid = await shell_pid(ws)
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
         assert closed.value.rcvd is not None
-        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "token expired")
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (WS_POLICY_VIOLATION, "token expired")
     async with connect(term_url(term_server, "t-exp", "alice")) as ws:  # a fresh token, the same shell
         assert await shell_pid(ws) == pid
 
 
 async def test_invalid_terminal_id_is_refused(term_server: ServerSet) -> None:
     code, _ = await refused(term_url(term_server, "x" * 65, "alice"))
-    assert code == 1008
+    assert code == WS_POLICY_VIOLATION
 
 
 async def test_idle_terminal_is_closed_and_reaped(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from tests.support.fake_kube_api import FakeKubeAPI, Reply, status
 from tests.validator.helpers import run_cli
 
@@ -24,11 +25,11 @@ UUIDS = [
 PASSWORD = "pw-never-printed"
 
 
-def enabled_line(uuid: str, channel: str = "aifactory:events") -> str:
-    return f"INFO aifactory.bus: Redis pub/sub enabled — replica {uuid} on channel '{channel}'\n"
+def enabled_line(uuid: str, channel: str = DEFAULT_CHANNEL) -> str:
+    return f"INFO aifactory.bus: {ENABLED_LINE % (uuid, channel)}\n"
 
 
-DISABLED_LINE = "INFO aifactory.bus: Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only\n"
+DISABLED_LOG = f"INFO aifactory.bus: {DISABLED_LINE}\n"
 
 
 def deployment(replicas: int, redis_secret: str | None = "aifactory-redis") -> dict:
@@ -107,7 +108,7 @@ def test_healthy_release_passes_and_reports_what_it_saw(cluster: tuple[Cluster, 
     assert "deployment/aifactory: 3 desired, 3 ready" in out
     assert "REDIS_URL from secret/aifactory-redis key REDIS_URL" in out
     for uuid in UUIDS:
-        assert f"replica {uuid} on channel 'aifactory:events'" in out
+        assert f"replica {uuid} on channel '{DEFAULT_CHANNEL}'" in out
     assert PASSWORD not in out
     assert {method for method, _ in state.requests} == {"GET"}
 
@@ -122,7 +123,7 @@ def test_duplicate_replica_ids_fail(cluster: tuple[Cluster, Path]) -> None:
 def test_disabled_line_with_several_replicas_fails(cluster: tuple[Cluster, Path]) -> None:
     state, kubeconfig = cluster
     state.deployments = [deployment(3, redis_secret=None)]
-    state.logs = {f"aifactory-{i}": DISABLED_LINE for i in range(3)}
+    state.logs = {f"aifactory-{i}": DISABLED_LOG for i in range(3)}
     rc, out = smoke(kubeconfig)
     assert rc == 1
     assert out.count("cluster-redis-disabled") == 3 and "cluster-pod-no-redis-line" in out
@@ -131,7 +132,7 @@ def test_disabled_line_with_several_replicas_fails(cluster: tuple[Cluster, Path]
 def test_single_replica_without_redis_is_fine(cluster: tuple[Cluster, Path]) -> None:
     state, kubeconfig = cluster
     state.deployments = [deployment(1, redis_secret=None)]
-    state.logs = {"aifactory-0": DISABLED_LINE}
+    state.logs = {"aifactory-0": DISABLED_LOG}
     assert smoke(kubeconfig)[0] == 0
 
 
@@ -149,7 +150,7 @@ def test_hpa_max_counts_as_several_replicas(cluster: tuple[Cluster, Path]) -> No
             "status": {"currentReplicas": 1, "desiredReplicas": 1},
         }
     ]
-    state.logs = {"aifactory-0": DISABLED_LINE}
+    state.logs = {"aifactory-0": DISABLED_LOG}
     rc, out = smoke(kubeconfig)
     assert rc == 1, out
     assert "hpa/aifactory: min 1, max 5, current 1" in out and "cluster-redis-disabled" in out
