@@ -26,7 +26,7 @@ from bench import cross_replica, fanout
 from bench.floor import raw_round_trip, redis_benchmark_publish
 from bench.profile import profile_phase
 from bench.report import plot_latency, write_markdown
-from tests.support.redis_procs import RedisServer
+from harness.redis_servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("aifactory", "socketio")

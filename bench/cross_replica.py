@@ -40,8 +40,8 @@ from typing import Any
 
 from bench.stats import summarize
 from bench.worker import LineWorker
-from tests.support.ports import free_port
-from tests.support.servers import ServerSet, base_env, start_servers
+from harness.app_servers import ServerSet, base_env, start_servers
+from harness.ports import free_port
 
 KINDS = ("raw", "bridge", "replica", "relay")
 DRAIN_SECONDS = 2.0  # after the last fire, how long a receiver waits for stragglers (counted lost after)
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker_main(*args.worker, args.profile)
         return 0
-    from tests.support.redis_procs import RedisServer
+    from harness.redis_servers import RedisServer
 
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.firing import fire_at_rate
-from bench.procs import LoadClient, Replicas, rss_kib
+from bench.procs import LoadClient, Replicas
 from bench.stats import summarize
+from harness.app_servers import rss_kib
 
 DRAIN_SECONDS = 1.0
 P99_LIMIT_MS = 100.0

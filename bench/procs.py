@@ -16,18 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.worker import LineWorker
-from tests.support.ports import free_port, wait_for_port
-from tests.support.servers import ServerSet, start_servers
+from harness.app_servers import ServerSet, start_servers
+from harness.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process in KiB (from /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 @dataclass

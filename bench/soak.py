@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
-from tests.support.redis_procs import RedisServer, SentinelSetup
-from tests.support.servers import ServerSet, start_servers
+from harness.app_servers import ServerSet, start_servers
+from harness.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
+from harness.redis_servers import RedisServer, SentinelSetup
 
 LEGEND = """
 lost on A: events accepted by A missing on A's own sockets (goal 0). missed A→C: fired during the

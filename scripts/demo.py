@@ -21,16 +21,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+from websockets.asyncio.client import connect
+
+from aifactory.auth import mint_token
+from harness.app_servers import ServerProc, base_env, http_json, new_secret
+from harness.ports import free_port
+from harness.redis_servers import RedisServer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import yaml  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
-
-from aifactory.auth import mint_token  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
-from tests.support.redis_procs import RedisServer  # noqa: E402
-from tests.support.servers import ServerProc, base_env, http_json, new_secret  # noqa: E402
 
 HELM = ROOT / ".tools/helm4/helm"
 VALUES = ROOT / "examples/production.yaml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_procs import RedisServer
+from harness.redis_servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "chart"

@@ -12,6 +12,9 @@ import pytest
 from aifactory.bridge import RedisBridge, backoff_delay
 from aifactory.bus import start_bus
 from aifactory.redis_url import parse_redis_url
+from harness.ports import free_port
+from harness.redis_servers import RedisServer, redis_cli
+from harness.tcp_proxy import TcpProxy
 from tests.bus.conftest import (
     WAIT,
     Replica,
@@ -21,9 +24,6 @@ from tests.bus.conftest import (
     recv,
     wait_until,
 )
-from tests.support.ports import free_port
-from tests.support.redis_procs import RedisServer, redis_cli
-from tests.support.tcp_proxy import TcpProxy
 
 PASSWORD = "failure-modes-pw"
 

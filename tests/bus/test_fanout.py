@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from aifactory.bridge import DEFAULT_MAX_EVENT_BYTES
 from aifactory.constants import ENABLED_LINE
+from harness.redis_servers import RedisServer, redis_cli
 from tests.bus.conftest import ReplicaFactory, recv, recv_until
-from tests.support.redis_procs import RedisServer, redis_cli
 
 PASSWORD = "fan-0ut-pw"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from harness.redis_servers import ClusterSetup, SentinelSetup, redis_cli
 from tests.bus.conftest import WAIT, Replica, ReplicaFactory, eventually_delivered, recv, recv_until
-from tests.support.redis_procs import ClusterSetup, SentinelSetup, redis_cli
 
 PASSWORD = "ha-topology-pw"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from harness.redis_servers import RedisServer
 from tests.bus.conftest import ReplicaFactory, records, recv, wait_until
-from tests.support.redis_procs import RedisServer
 
 PASSWORD = "tls-only-pw"
 

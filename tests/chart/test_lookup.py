@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.kube_api import FakeKubeAPI, Reply, status
 from tests.chart.cases import NAMESPACE, RELEASE
 from tests.conftest import CHART, run_helm
-from tests.support.fake_kube_api import FakeKubeAPI, Reply, status
 
 AUTH_SECRET = f"{RELEASE}-auth"
 KEY = "AIFACTORY_AUTH_SECRET"

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.app_servers import ServerSet, start_servers
+from harness.redis_servers import RedisServer
 from tests.e2e.lb import HAProxy
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import ServerSet, start_servers
 
 
 @dataclass

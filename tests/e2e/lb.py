@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.haproxy import LbSettings, lb_settings, load_values, render
+from harness.ports import free_port, wait_for_port
 from tests.conftest import EXAMPLES
-from tests.support.ports import free_port, wait_for_port
 
 SERVED_BY = "X-Served-By"  # debug header naming the HAProxy server (r1..rN) that answered
 # The shipped production example, minus TLS: HAProxy here speaks plain HTTP on loopback, so the only

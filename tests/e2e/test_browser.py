@@ -17,9 +17,9 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from aifactory.constants import TERMINAL_PATH
+from harness.app_servers import http_json
 from tests.conftest import ROOT
 from tests.e2e.conftest import Stack
-from tests.support.servers import http_json
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
-from tests.support.redis_procs import RedisServer, SentinelSetup
-from tests.support.servers import ServerSet, start_servers
+from harness.app_servers import ServerSet, start_servers
+from harness.faults import FaultResult, redis_outage, replica_restart, run_fault, sentinel_failover
+from harness.redis_servers import RedisServer, SentinelSetup
 
 # Real 1 s first backoff step; the cap is shortened so a test never waits through a 30 s step.
 ENV = {"AIFACTORY_REDIS_BACKOFF_MAX": "4"}

@@ -17,9 +17,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from aifactory.constants import TERMINAL_PATH
+from harness.app_servers import http_json
 from tests.e2e.conftest import Stack
 from tests.e2e.lb import SERVED_BY
-from tests.support.servers import http_json
 
 MARK = re.compile(r"MARK:([0-9a-f-]{36}):(\d+)")
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import ServerSet, start_servers
+from harness.app_servers import ServerSet, start_servers
+from harness.redis_servers import RedisServer
 
 REDIS_PASSWORD = "s3cret-redis-pw-for-tests"
 

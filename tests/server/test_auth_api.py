@@ -9,8 +9,8 @@ import jwt
 import pytest
 
 from aifactory.constants import DISABLED_LINE, TERMINAL_PATH, WS_POLICY_VIOLATION
+from harness.app_servers import ServerSet, http_json, new_secret, run_server_once, start_servers
 from tests.server.wsclient import EventClient, refused
-from tests.support.servers import ServerSet, http_json, new_secret, run_server_once, start_servers
 
 pytestmark = pytest.mark.timeout(90)
 

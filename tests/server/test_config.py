@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.servers import new_secret, run_server_once
+from harness.app_servers import new_secret, run_server_once
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from aifactory.constants import ENABLED_LINE_RE
+from harness.ports import wait_for_port
 from tests.conftest import ROOT
-from tests.support.ports import wait_for_port
 
 pytestmark = pytest.mark.timeout(120)
 

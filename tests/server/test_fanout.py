@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import pytest
 
 from aifactory.constants import DEFAULT_CHANNEL, ENABLED_LINE
+from harness.app_servers import ServerSet, http_json
 from tests.server.conftest import REDIS_PASSWORD
 from tests.server.wsclient import EventClient
-from tests.support.servers import ServerSet, http_json
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.app_servers import ServerSet, start_servers
+from harness.redis_servers import RedisServer
 from tests.chart.k8s_schema import K8S_VERSIONS, validation_error
 from tests.conftest import CHART, EXAMPLES, run_helm
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import ServerSet, start_servers
 
 pytestmark = pytest.mark.timeout(120)
 

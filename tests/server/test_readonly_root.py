@@ -18,9 +18,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aifactory.constants import DISABLED_LINE, TERMINAL_PATH
+from harness.app_servers import ServerProc, ServerSet, http_json, new_secret
 from tests.conftest import ROOT
 from tests.server.wsclient import EventClient
-from tests.support.servers import ServerProc, ServerSet, http_json, new_secret
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
+from harness.app_servers import ServerSet, http_json, start_servers
+from harness.redis_servers import RedisServer
 from tests.server.wsclient import EventClient
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(120)
 

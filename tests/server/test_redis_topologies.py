@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.app_servers import ServerSet, http_json, start_servers
+from harness.redis_servers import ClusterSetup, SentinelSetup, wait_until
 from tests.server.wsclient import EventClient
-from tests.support.redis_procs import ClusterSetup, SentinelSetup, wait_until
-from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -14,8 +14,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TAKEN_OVER
+from harness.app_servers import ServerSet, start_servers
 from tests.server.wsclient import refused
-from tests.support.servers import ServerSet, start_servers
 
 pytestmark = pytest.mark.timeout(90)
 

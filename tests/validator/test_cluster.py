@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
-from tests.support.fake_kube_api import FakeKubeAPI, Reply, status
+from harness.kube_api import FakeKubeAPI, Reply, status
 from tests.validator.helpers import run_cli
 
 NS = "aifactory"
@@ -182,7 +182,7 @@ def test_wrong_release_finds_no_deployment(cluster: tuple[Cluster, Path]) -> Non
 
 
 def test_unreachable_cluster_is_a_usage_error(tmp_path: Path) -> None:
-    from tests.support.ports import free_port
+    from harness.ports import free_port
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

@@ -5,7 +5,7 @@ what arrives. Per fault we report: events lost for the clients of the firing rep
 delivery never depends on Redis), cross-replica events missed during the outage (at-most-once, no
 replay), time from healing the fault to the first event fired after the fault reaching replica C,
 and that every server that was not killed on purpose is still alive, with its RSS before and after.
-Shared by tests/e2e/test_faults.py (short) and `make soak` (longer, prints a table).
+Shared by tests/e2e/test_faults.py (short) and `make soak` (bench/soak.py: longer, prints a table).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.procs import rss_kib
-from tests.support.redis_procs import RedisServer, SentinelSetup
-from tests.support.servers import ServerSet
+from harness.app_servers import ServerSet, rss_kib
+from harness.redis_servers import RedisServer, SentinelSetup
 
 
 @dataclass

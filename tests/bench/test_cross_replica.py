@@ -3,13 +3,14 @@
 A short run of every kind: each event fired on A must be timed on C exactly once, so a broken path (an
 in-process replica that never fires through the bus, a WebSocket client that misses frames, a receiver
 timing the wrong frames) fails here instead of printing a flattering table. No timing is asserted.
+This is the test of the benchmark tool itself, so it (and only tests/bench) imports `bench`.
 """
 
 from __future__ import annotations
 
 from bench import cross_replica
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import http_json
+from harness.app_servers import http_json
+from harness.redis_servers import RedisServer
 
 
 def test_every_kind_times_every_event_once(redis_server: RedisServer) -> None:

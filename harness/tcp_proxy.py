@@ -15,7 +15,7 @@ import contextlib
 import threading
 from dataclasses import dataclass, field
 
-from tests.support.ports import free_port, wait_for_port
+from harness.ports import free_port, wait_for_port
 
 
 @dataclass(eq=False)

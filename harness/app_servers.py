@@ -23,11 +23,19 @@ from typing import Any
 from urllib.parse import quote
 
 from aifactory.auth import mint_token
-from tests.support.ports import free_port
+from harness.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Variables a developer's shell might carry that would silently change what a test server does.
 _SCRUB = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 def new_secret() -> str:

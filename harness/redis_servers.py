@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.ports import free_port, wait_for_port
+from harness.ports import free_port, wait_for_port
 
 
 def redis_server_binary() -> str:

@@ -1,1 +1,0 @@
-"""Helpers the tests share: free ports, real redis-server processes, helm binaries."""
