@@ -1,4 +1,5 @@
-"""The facts in `aifactory.constants` say what the operator documentation promises, word for word.
+"""The facts in `aifactory.constants` say what the operator documentation promises, word for word, and
+the release version is one number everywhere it is written.
 
 Every other test imports these constants, so this is the one place their user-visible text is pinned:
 the startup lines operators grep for, the default channel, the socket paths and the close codes.
@@ -6,7 +7,22 @@ the startup lines operators grep for, the default channel, the socket paths and 
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
+import yaml
+
+import aifactory
 from aifactory import constants
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_one_version_in_pyproject_package_and_chart() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((ROOT / "chart/Chart.yaml").read_text())
+    assert constants.VERSION == aifactory.__version__ == pyproject
+    assert (chart["version"], chart["appVersion"]) == (pyproject, pyproject), "bump chart/Chart.yaml too"
 
 
 def test_startup_lines_are_the_documented_ones() -> None:
