@@ -38,6 +38,8 @@ lint: venv
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@echo "==> mypy (strict: aifactory, deploy, harness)"
+	@$(VENV)/bin/mypy
 
 test: venv tools system-deps lint
 	@echo "==> pytest"

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from aifactory.config import (
     ConfigError,
@@ -89,7 +89,13 @@ def _fail(message: str) -> int:
 
 
 # The protocol stack every replica runs on; the benchmark's python-socketio peer runs on the same one.
-UVICORN_PROTOCOLS: dict[str, str] = {"ws": "websockets-sansio", "http": "h11", "loop": "asyncio"}
+class _Protocols(TypedDict):
+    ws: Literal["websockets-sansio"]
+    http: Literal["h11"]
+    loop: Literal["asyncio"]
+
+
+UVICORN_PROTOCOLS: _Protocols = {"ws": "websockets-sansio", "http": "h11", "loop": "asyncio"}
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
@@ -192,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    rc: int = args.func(args)
+    return rc
 
 
 if __name__ == "__main__":

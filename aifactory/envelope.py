@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from aifactory.constants import MAX_ID_LEN
 
@@ -109,11 +109,11 @@ def encode_probe(origin: str, nonce: int, seq: int = 0) -> str:
     return f'{{"v":{VERSION},"origin":"{origin}","kind":"{KIND_PROBE}","nonce":{nonce},"seq":{seq}}}'
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LEN
 
 
@@ -168,9 +168,10 @@ def _json_str(quoted: str) -> str | None:
     if "\\" not in quoted:
         return quoted[1:-1]
     try:
-        return json.loads(quoted)  # type: ignore[no-any-return]
+        value = json.loads(quoted)
     except ValueError:
         return None
+    return value if isinstance(value, str) else None
 
 
 def decode_with_frame(data: str | bytes) -> tuple[Envelope, str | None]:

@@ -9,7 +9,7 @@ password. Syntax reference: docs/redis-url.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote
 
 __all__ = ["RedisTarget", "RedisUrlError", "parse_redis_url"]
@@ -105,6 +105,10 @@ class RedisTarget:
 
     def __str__(self) -> str:
         return self.redacted()
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _fail(message: str) -> RedisUrlError:
@@ -242,25 +246,21 @@ def parse_redis_url(url: str) -> RedisTarget:
         if username is not None:
             raise _fail("username is given both in the URL and as ?username=; keep one")
         username = str(opts.pop("username")) or None
-    sentinel_password = opts.pop("sentinel_password", None)
-    sentinel_username = opts.pop("sentinel_username", None)
+    sentinel_password = _str_or_none(opts.pop("sentinel_password", None))
+    sentinel_username = _str_or_none(opts.pop("sentinel_username", None))
     if tls is False and any(k.startswith("ssl_") for k in opts):
         raise _fail(f"ssl_* options need TLS; use rediss{scheme[5:]}:// instead of {scheme}://")
 
-    db_from_query = opts.pop("db", None)
-    common = {
-        "scheme": scheme,
-        "tls": tls,
-        "username": username,
-        "password": password,
-        "options": opts,
-    }
+    raw_db = opts.pop("db", None)
+    db_from_query = raw_db if isinstance(raw_db, int) else None  # _parse_query made ?db= an int
+    # the fields every kind shares; each branch below fills in where Redis is (dataclasses.replace)
+    base = RedisTarget(kind=kind, scheme=scheme, tls=tls, username=username, password=password, options=opts)
 
     if scheme == "unix":
         if path in ("", "/"):
             raise _fail("unix:// needs a socket path; write unix:///path/to/redis.sock?db=0")
-        db = int(db_from_query) if db_from_query is not None else 0  # type: ignore[call-overload]
-        return RedisTarget(kind="single", unix_path=unquote(path), db=db, **common)  # type: ignore[arg-type]
+        db = db_from_query if db_from_query is not None else 0
+        return replace(base, unix_path=unquote(path), db=db)
 
     if not hostlist:
         raise _fail(
@@ -280,8 +280,8 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise _fail("path must be just the database number, e.g. redis://host:6379/0")
         if segments and db_from_query is not None:
             raise _fail("database is given both in the path and as ?db=; keep one")
-        db = _parse_db(segments[0], "in the path") if segments else int(db_from_query or 0)  # type: ignore[call-overload]
-        return RedisTarget(kind="single", hosts=hosts, db=db, **common)  # type: ignore[arg-type]
+        db = _parse_db(segments[0], "in the path") if segments else db_from_query or 0
+        return replace(base, hosts=hosts, db=db)
 
     if kind == "sentinel":
         if not segments or not segments[0]:
@@ -293,22 +293,21 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise _fail("path must be /<service_name>[/<db>], e.g. /mymaster/0")
         if len(segments) == 2 and db_from_query is not None:
             raise _fail("database is given both in the path and as ?db=; keep one")
-        db = _parse_db(segments[1], "in the path") if len(segments) == 2 else int(db_from_query or 0)  # type: ignore[call-overload]
-        return RedisTarget(
-            kind="sentinel",
+        db = _parse_db(segments[1], "in the path") if len(segments) == 2 else db_from_query or 0
+        return replace(
+            base,
             hosts=hosts,
             db=db,
             service_name=segments[0],
-            sentinel_username=sentinel_username,  # type: ignore[arg-type]
-            sentinel_password=sentinel_password,  # type: ignore[arg-type]
-            **common,  # type: ignore[arg-type]
+            sentinel_username=sentinel_username,
+            sentinel_password=sentinel_password,
         )
 
     # cluster: Redis Cluster only has database 0
     db_text = segments[0] if segments else None
     if len(segments) > 1:
         raise _fail("redis+cluster:// takes no path (Redis Cluster has only database 0)")
-    db = _parse_db(db_text, "in the path") if db_text is not None else int(db_from_query or 0)  # type: ignore[call-overload]
+    db = _parse_db(db_text, "in the path") if db_text is not None else db_from_query or 0
     if db != 0:
         raise _fail("Redis Cluster only supports database 0; remove the database number")
-    return RedisTarget(kind="cluster", hosts=hosts, db=0, **common)  # type: ignore[arg-type]
+    return replace(base, hosts=hosts, db=0)

@@ -17,6 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: the registry itself needs no prometheus import
+    from aifactory.metrics import Metrics
 
 __all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Subscriber", "SubscriberClosed"]
 
@@ -136,18 +140,18 @@ class Subscriber:
 class LocalRegistry:
     """Subscribers of this replica, indexed by user and org so a scoped send touches only its audience."""
 
-    def __init__(self, metrics: object | None = None) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self._all: set[Subscriber] = set()
         self._by_user: dict[str, set[Subscriber]] = {}
         self._by_org: dict[str, set[Subscriber]] = {}
-        self._metrics = metrics  # aifactory.metrics.Metrics (typed loosely: no prometheus import needed)
+        self._metrics = metrics
 
     def __len__(self) -> int:
         return len(self._all)
 
     def _on_drop(self, reason: str, n: int) -> None:
         if self._metrics is not None and n:
-            self._metrics.drop[reason].inc(n)  # type: ignore[attr-defined]
+            self._metrics.drop[reason].inc(n)
 
     def add(self, sub: Subscriber) -> Subscriber:
         sub.on_drop = self._on_drop
@@ -157,7 +161,7 @@ class LocalRegistry:
         if sub.org_id is not None:
             self._by_org.setdefault(sub.org_id, set()).add(sub)
         if self._metrics is not None:
-            self._metrics.clients.set(len(self._all))  # type: ignore[attr-defined]
+            self._metrics.clients.set(len(self._all))
         return sub
 
     def remove(self, sub: Subscriber) -> None:
@@ -168,7 +172,7 @@ class LocalRegistry:
                 if not index[key]:
                     del index[key]
         if self._metrics is not None:
-            self._metrics.clients.set(len(self._all))  # type: ignore[attr-defined]
+            self._metrics.clients.set(len(self._all))
 
     def audience(self, scope: str, target: str | None) -> set[Subscriber] | frozenset[Subscriber]:
         if scope == "broadcast":

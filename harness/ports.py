@@ -9,7 +9,7 @@ def free_port() -> int:
     """Ask the kernel for a free TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
     assert port != 6379
     return port
 

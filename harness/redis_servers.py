@@ -131,14 +131,14 @@ class SentinelSetup:
 
     def start(self) -> SentinelSetup:
         self.master = RedisServer(password=self.password, extra_args=self._auth_args()).start()
-        self.replica = RedisServer(
+        self.replica = replica = RedisServer(
             password=self.password,
             extra_args=[*self._auth_args(), "--replicaof", "127.0.0.1", str(self.master.port)],
         ).start()
         wait_until(
             lambda: (
                 "master_link_status:up"
-                in redis_cli(self.replica.port, "INFO", "replication", password=self.password)
+                in redis_cli(replica.port, "INFO", "replication", password=self.password)
             ),
             "the replica to sync with the master",
         )
@@ -172,10 +172,11 @@ class SentinelSetup:
             self.sentinel_ports.append(port)
             wait_for_port(port)
         for port in self.sentinel_ports:
-            wait_until(
-                lambda port=port: self._master_info(port).get("num-slaves") == "1",
-                f"sentinel :{port} to see the replica",
-            )
+
+            def sees_replica(port: int = port) -> bool:
+                return self._master_info(port).get("num-slaves") == "1"
+
+            wait_until(sees_replica, f"sentinel :{port} to see the replica")
         return self
 
     def _master_info(self, port: int) -> dict[str, str]:
@@ -199,17 +200,12 @@ class SentinelSetup:
             "SENTINEL FAILOVER to be accepted",
         )
         for port in self.sentinel_ports:
-            wait_until(
-                lambda port=port: (
-                    int(
-                        self._sentinel_cli(
-                            port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name
-                        ).splitlines()[1]
-                    )
-                    != old
-                ),
-                f"sentinel :{port} to name the new master",
-            )
+
+            def names_new_master(port: int = port) -> bool:
+                addr = self._sentinel_cli(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service_name)
+                return int(addr.splitlines()[1]) != old
+
+            wait_until(names_new_master, f"sentinel :{port} to name the new master")
         return self.master_port()
 
     def server_on(self, port: int) -> RedisServer:
@@ -258,12 +254,11 @@ class ClusterSetup:
         create = ["--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"]
         redis_cli(self.nodes[0].port, *create, password=self.password)
         for node in self.nodes:
-            wait_until(
-                lambda node=node: (
-                    "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO", password=self.password)
-                ),
-                f"cluster node :{node.port} to report cluster_state:ok",
-            )
+
+            def cluster_ok(node: RedisServer = node) -> bool:
+                return "cluster_state:ok" in redis_cli(node.port, "CLUSTER", "INFO", password=self.password)
+
+            wait_until(cluster_ok, f"cluster node :{node.port} to report cluster_state:ok")
         return self
 
     def stop(self) -> None:

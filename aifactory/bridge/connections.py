@@ -118,7 +118,7 @@ class RedisConnections:
             skw["username"] = t.sentinel_username
         if t.tls:
             skw["ssl"] = True
-        return Sentinel(list(t.hosts), sentinel_kwargs=skw)
+        return Sentinel(list(t.hosts), sentinel_kwargs=skw)  # type: ignore[no-untyped-call]  # redis-py
 
     def _single_client(self, *, publisher: bool, host: tuple[str, int] | None = None) -> Redis:
         t = self.target

@@ -119,7 +119,9 @@ class Publisher:
     async def _send(self, batch: list[str]) -> None:
         """PUBLISH the batch (pipelined), bounded by the URL's socket_timeout or `publish_timeout`."""
         pub = await self.redis.publisher()
-        async with asyncio.timeout(self.redis.target.options.get("socket_timeout") or self.publish_timeout):
+        url_timeout = self.redis.target.options.get("socket_timeout")  # a float, parsed from REDIS_URL
+        timeout = url_timeout if isinstance(url_timeout, float) and url_timeout else self.publish_timeout
+        async with asyncio.timeout(timeout):
             if len(batch) == 1:
                 await pub.publish(self.channel, batch[0])
                 return

@@ -56,7 +56,7 @@ DEFAULT_MAX_EVENT_BYTES = 512 * 1024  # far below Redis' pubsub output-buffer li
 
 def backoff_delay(attempt: int, initial: float = 1.0, cap: float = 30.0) -> float:
     """Seconds to wait before reconnect attempt `attempt` (0-based): initial, 2×, 4×, … capped at `cap`."""
-    return min(cap, initial * (2 ** min(attempt, 62)))
+    return min(cap, initial * 2.0 ** min(attempt, 62))
 
 
 def resync_frame(origin: str, missed: int) -> str:
@@ -165,8 +165,9 @@ class RedisBridge:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=1.0)
         for task in self._tasks:
-            if not task.cancelled() and task.exception() is not None:
-                self._log.debug("bridge task ended with %s", self._scrub(task.exception()))  # type: ignore[arg-type]
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self._log.debug("bridge task ended with %s", self._scrub(error))
         self._tasks = []
         await self._redis.drop_publisher()
         self._set_state("disabled")

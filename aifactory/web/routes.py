@@ -73,12 +73,12 @@ async def post_event(request: Request) -> Response:
         event_bytes=len(json.dumps(event)),
     )
     assert state.bus is not None
-    if scope == "broadcast":
+    if target is None:  # parse_event_body: only a broadcast has no target
         local = state.bus.broadcast_event(event)
     elif scope == "user":
-        local = state.bus.send_to_user(target, event)  # type: ignore[arg-type]
+        local = state.bus.send_to_user(target, event)
     else:
-        local = state.bus.send_to_org(target, event)  # type: ignore[arg-type]
+        local = state.bus.send_to_org(target, event)
     return JSONResponse(
         {
             "status": "accepted",
