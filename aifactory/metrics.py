@@ -20,7 +20,8 @@ DROP_REASONS = (
     "client_closed",  # a client was disconnected for being too slow
     "duplicate",  # a remote envelope with a seq we already delivered
 )
-MALFORMED_REASONS = ("malformed", "foreign", "version")
+# Why a received envelope was ignored: unsigned / bad_signature = not from a replica holding the auth secret.
+MALFORMED_REASONS = ("malformed", "foreign", "version", "unsigned", "bad_signature")
 
 
 class Metrics:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cross_replica, fanout
+from bench import cross_replica, fanout, signing
 from bench.floor import raw_round_trip, redis_benchmark_publish
 from bench.profile import profile_phase
 from bench.report import plot_latency, write_markdown
@@ -107,6 +107,8 @@ def summary(res: dict[str, Any]) -> list[str]:
             )
         else:
             out.append(f"{fanout_name(kind)}: p99 above 100 ms already at the lowest sustained step.")
+    if res.get("signing"):
+        out.append(signing.summary_line(res["signing"]))
     mem = [r for r in res["clients"] if r.get("kib_per_socket") is not None and r["clients"] >= 1000]
     for r in mem:
         out.append(
@@ -179,6 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rates = [50, 100, 200, 400, 800] if args.full else [50, 200, 500]
     client_counts = [100, 1000, 5000] if args.full else [100, 1000]
     dur = args.duration
+    say("envelope signing cost per event (bench.signing)")
+    res["signing"] = signing.measure(args.size)
+    say(signing.summary_line(res["signing"]))
     with RedisServer() as redis:
         say(f"redis-server on 127.0.0.1:{redis.port}")
         say("floor: raw redis.asyncio round trip")

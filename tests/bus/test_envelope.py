@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from aifactory.envelope import (
     VERSION,
     Envelope,
     EnvelopeError,
+    EnvelopeSigner,
     decode,
     decode_with_frame,
     encode,
@@ -164,3 +166,84 @@ def test_own_event_prefix_matches_every_event_of_that_origin_and_nothing_else() 
         assert encode_with_frame(ORIGIN, seq, scope, target, '{"x":1}').encode().startswith(prefix)
     assert not encode_with_frame(str(uuid.uuid4()), 1, "broadcast", None, "{}").encode().startswith(prefix)
     assert not encode_probe(ORIGIN, 1, 5).encode().startswith(prefix)  # probes are handled, not skipped
+
+
+# ---- signing ---------------------------------------------------------------------------------------------
+SECRET = "x" * 48
+
+
+def test_signed_envelope_verifies_to_the_exact_envelope_text() -> None:
+    signer = EnvelopeSigner(SECRET)
+    wire = encode_with_frame(ORIGIN, 7, "user", "u-1", encode_event({"a": 1}))
+    signed = signer.sign(wire)
+    assert signed.startswith("s1.") and signed.endswith(wire)
+    assert signer.verify(signed.encode()) == wire.encode()
+    env, frame = decode_with_frame(signer.verify(signed.encode()))
+    assert (env.origin, env.seq, frame) == (ORIGIN, 7, '{"a":1}')
+
+
+def test_signature_covers_the_whole_envelope_so_fields_can_be_added() -> None:
+    signer = EnvelopeSigner(SECRET)
+    wire = '{"v":1,"origin":"o","seq":3,"scope":"user","target":"u","_offset":"9-0","event":{"a":1}}'
+    assert signer.verify(signer.sign(wire)) == wire.encode()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda s: s[len("s1.") + 64 + 1 :], "unsigned"),  # the bare envelope
+        (lambda s: "s2" + s[2:], "unsigned"),  # an unknown scheme
+        (lambda s: s[:10] + ("0" if s[10] != "0" else "1") + s[11:], "bad_signature"),
+        (lambda s: s.replace('"seq":7', '"seq":1000000000000000000'), "bad_signature"),
+        (lambda s: s.replace('"u-1"', '"u-2"'), "bad_signature"),
+        (lambda s: EnvelopeSigner("y" * 48).sign(s[len("s1.") + 64 + 1 :]), "bad_signature"),
+        (lambda s: s[: len("s1.") + 64] + ":" + s[len("s1.") + 65 :], "unsigned"),
+        (lambda s: "s1." + "g" * 64 + s[len("s1.") + 64 :], "bad_signature"),
+        (lambda s: "", "unsigned"),
+    ],
+    ids=[
+        "bare",
+        "scheme",
+        "flipped-mac",
+        "seq-changed",
+        "target-changed",
+        "other-secret",
+        "separator",
+        "non-hex",
+        "empty",
+    ],
+)
+def test_unsigned_or_tampered_envelopes_are_refused(mutate: Callable[[str], str], reason: str) -> None:
+    signer = EnvelopeSigner(SECRET)
+    signed = signer.sign(encode_with_frame(ORIGIN, 7, "user", "u-1", encode_event({"a": 1})))
+    with pytest.raises(EnvelopeError) as info:
+        signer.verify(mutate(signed).encode())
+    assert info.value.reason == reason
+
+
+def test_mac_is_standard_hmac_sha256_with_a_derived_key_never_the_secret() -> None:
+    signer = EnvelopeSigner(SECRET)
+    key = hmac.digest(SECRET.encode(), b"aifactory envelope signing key v1", "sha256")
+    for body in (b"", b"x", b"y" * 5000):
+        assert signer.mac(body) == hmac.digest(key, body, "sha256").hex().encode()
+        assert signer.mac(body) != hmac.digest(SECRET.encode(), body, "sha256").hex().encode()
+    assert SECRET not in repr(signer)
+    with pytest.raises(ValueError):
+        EnvelopeSigner("")
+
+
+@pytest.mark.parametrize("seq", [2**63, 10**30])
+def test_a_sequence_number_beyond_int64_is_malformed(seq: int) -> None:
+    wire = f'{{"v":1,"origin":"o","seq":{seq},"scope":"broadcast","target":null,"event":{{}}}}'
+    for decoder in (decode, decode_with_frame):
+        with pytest.raises(EnvelopeError) as info:
+            decoder(wire)
+        assert info.value.reason == "malformed"
+    with pytest.raises(EnvelopeError):
+        decode(f'{{"v":1,"origin":"o","kind":"probe","nonce":1,"seq":{seq}}}')
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_events_are_strict_json(value: float) -> None:
+    with pytest.raises(ValueError):
+        encode_event({"x": value})
