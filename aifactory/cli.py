@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from urllib.parse import unquote_plus
 
 from aifactory.config import (
     ConfigError,
@@ -34,10 +35,32 @@ _SECRET_PATTERNS = (
     re.compile(r"(rediss?(?:\+sentinel|\+cluster)?://[^:/@\s]*:)[^@\s]+(@)"),
     re.compile(r"(?i)((?:sentinel_)?password=)[^&\s\"']+"),
 )
+# One query-string pair: separator, key, value. Keys are compared after percent-decoding, because the
+# server decodes them too: `?tok%65n=…` is accepted as the token, so it must be redacted as the token.
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"'#?]*)=([^&;\s\"'#]*)")
+_SECRET_KEYS = frozenset({"token", "access_token", "password", "sentinel_password", "secret"})
+
+
+def _query_key(raw: str) -> str:
+    """A query key as any decoder could read it: percent/plus-decoded until stable, trimmed, lowercased."""
+    key = raw
+    for _ in range(4):
+        decoded = unquote_plus(key)
+        if decoded == key:
+            break
+        key = decoded
+    return key.strip().lower()
+
+
+def _redact_pair(m: re.Match[str]) -> str:
+    if _query_key(m.group(2)) in _SECRET_KEYS and m.group(3):
+        return f"{m.group(1)}{m.group(2)}=<redacted>"
+    return m.group(0)
 
 
 def redact(text: str) -> str:
-    """Tokens in query strings and headers, and passwords in Redis URLs, replaced by <redacted>."""
+    """Tokens in query strings (any key spelling) and headers, and Redis passwords, replaced by <redacted>."""
+    text = _QUERY_PAIR.sub(_redact_pair, text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(
             lambda m: m.group(1) + "<redacted>" + (m.group(2) if m.lastindex == 2 else ""), text
@@ -66,11 +89,24 @@ class QuietConnections(logging.Filter):
         return msg not in ("connection open", "connection closed") and '"WebSocket ' not in msg
 
 
+class NoWireContent(logging.Filter):
+    """Drop the WebSocket library's wire traces: `< TEXT '…'` / `> BINARY …` frames (terminal keystrokes and
+    output, event payloads) and `< Authorization: …` handshake headers. uvicorn hands websockets its own
+    `uvicorn.error` logger, so at LOG_LEVEL=DEBUG these would otherwise reach the log. They are all DEBUG
+    records whose format string starts with "< " or "> "; nothing else we log looks like that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG or not isinstance(record.msg, str):
+            return True
+        return record.msg[:2] not in ("< ", "> ")
+
+
 def setup_logging(level: int) -> None:
     """One readable line per record on stderr, for our loggers and uvicorn's alike."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeOneLineFormatter(LOG_FORMAT))
     handler.addFilter(QuietConnections(level))
+    handler.addFilter(NoWireContent())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -99,14 +135,26 @@ UVICORN_PROTOCOLS: _Protocols = {"ws": "websockets-sansio", "http": "h11", "loop
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
-    """How every replica is served: the one place for uvicorn flags (the benchmarks reuse it)."""
+    """How every replica is served: the one place for uvicorn flags (the benchmarks reuse it).
+
+    Limits (docs/security.md): `http` is h11 plus a request read timeout and a connection ceiling
+    (`aifactory.http_guard`); `ws_max_size` caps every client WebSocket message at the terminal input cap
+    (uvicorn's default is 16 MiB; the events socket refuses far smaller frames itself). uvicorn's
+    websockets-sansio protocol stops reading after each message until the app takes it, so that cap bounds
+    the memory one socket can make the server hold.
+    """
     import uvicorn
+
+    from aifactory.http_guard import guarded_h11
 
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        **UVICORN_PROTOCOLS,
+        **{**UVICORN_PROTOCOLS, "http": guarded_h11(settings.http_read_timeout, settings.max_connections)},
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keepalive_seconds,
+        ws_max_size=settings.terminal_input_max_bytes,
         lifespan="on",
         log_config=None,
         log_level=settings.log_level_no,
