@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import struct
 from collections.abc import Iterator
@@ -55,15 +56,27 @@ def frame_header(length: int) -> bytes:
     return bytes([0x81, 0x80 | 127]) + struct.pack("!Q", length) + b"\0\0\0\0"
 
 
-async def flood_one(port: int, path: str) -> bytes:
-    """Upgrade and, without waiting for the 101, stream one 16 MB frame; return what the server sent."""
+async def flood_one(port: int, path: str) -> tuple[bytes, bytes]:
+    """Upgrade, then at once stream one 16 MB frame; return (handshake reply, what the server sent after).
+
+    The frame goes out as soon as the 101 arrives, so on a refused token it races the server's close: the
+    server must not buffer the frame it is busy refusing either."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        + frame_header(ATTACK_FRAME)
     )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    received = bytearray()
+
+    async def collect() -> None:  # read while writing: after the server's close, our writes get a reset
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                received.extend(data)
+
+    collector = asyncio.create_task(collect())
+    writer.write(frame_header(ATTACK_FRAME))
     chunk = b"a" * 65536
     try:
         for _ in range(ATTACK_FRAME // len(chunk) + 1):
@@ -71,13 +84,10 @@ async def flood_one(port: int, path: str) -> bytes:
             await writer.drain()
     except (ConnectionError, OSError):
         pass  # the server closed on us: the point
-    received = b""
-    try:
-        received = await asyncio.wait_for(reader.read(1 << 20), WAIT)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(collector, WAIT)
     writer.close()
-    return received
+    return head, bytes(received)
 
 
 async def test_a_flood_of_16mb_frames_does_not_grow_server_memory(server: ServerSet) -> None:
@@ -91,10 +101,9 @@ async def test_a_flood_of_16mb_frames_does_not_grow_server_memory(server: Server
     growth = peak_rss_mib(proc) - before
     print(f"\npeak RSS growth under {ATTACK_SOCKETS} x 16 MB frames: {growth:.1f} MiB (before {before:.1f})")
     assert growth < RSS_GROWTH_LIMIT_MIB, f"peak RSS grew by {growth:.0f} MiB under the frame flood"
-    accepted = [r for r in replies if r.startswith(b"HTTP/1.1 101")]
-    assert accepted, replies[:3]
-    # the authenticated ones were closed for the frame's size, not for anything else
-    assert sum(1 for r in replies if struct.pack("!H", MESSAGE_TOO_BIG) in r) >= ATTACK_SOCKETS // 3
+    assert all(head.startswith(b"HTTP/1.1 101") for head, _ in replies), replies[0][0]
+    # closed for the frame's size: a close frame carrying 1009 (some resets overtake it on the wire)
+    assert any(struct.pack("!H", MESSAGE_TOO_BIG) in r for _, r in replies[: ATTACK_SOCKETS // 3])
     # and the server still serves
     client = await EventClient.connect(proc.ws_url(token=token), "after")
     await client.close()
