@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.server.wsclient import WAIT, EventClient
+from tests.server.wsclient import WAIT, EventClient, refused
 from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,12 +66,8 @@ async def test_debug_log_has_no_frame_content_and_no_token_in_any_spelling(debug
     for i, key in enumerate(REFUSED):
         token = debug_server.token(f"refused-{i}")
         tokens.append(token)
-        async with connect(
-            f"ws://127.0.0.1:{server.port}/ws/events?x=1&{key}={token}", open_timeout=WAIT
-        ) as ws:
-            with pytest.raises(Exception):  # refused: no usable token
-                await asyncio.wait_for(ws.recv(), WAIT)
-                await asyncio.wait_for(ws.recv(), WAIT)
+        code, _reason = await refused(f"ws://127.0.0.1:{server.port}/ws/events?x=1&{key}={token}")
+        assert code == 1008  # not accepted as the token, yet a credential in the access log
 
     # an event's payload reaches a client but not the log
     payload = f"payload-{uuid.uuid4().hex}"

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.server.wsclient import WAIT, EventClient
 from tests.support.servers import ServerSet, http_json, start_servers
@@ -154,9 +155,10 @@ async def test_connections_beyond_the_ceiling_get_503_at_once(small: ServerSet) 
     assert refused.startswith(b"HTTP/1.1 503"), refused
     assert time.monotonic() - started < 5
     writer.close()
-    with pytest.raises(Exception):  # WebSocket upgrades are counted too (limit_concurrency ignores them)
+    with pytest.raises(InvalidStatus) as info:  # upgrades count too (limit_concurrency ignores them)
         async with connect(small[0].ws_url(token=small.token("late")), open_timeout=WAIT):
             pass
+    assert info.value.response.status_code == 503
     for _, w in holders:
         w.close()
     deadline = time.monotonic() + WAIT
