@@ -144,9 +144,13 @@ async def start_bus(
     metrics: Metrics | None = None,
     replica_id: str | None = None,
     install: bool = True,
+    secret: str | None = None,
     **bridge_options: Any,
 ) -> EventBus:
     """Build the bus (and bridge when `target` is set), log the startup line, start, and install it.
+
+    With a `target`, `secret` (AIFACTORY_AUTH_SECRET, the same on every replica) is required: the bridge
+    signs every envelope with a key derived from it and drops envelopes not signed that way.
 
     Never waits for Redis: an unreachable Redis is not fatal, the bridge keeps retrying in the background.
     `bridge_options` go to RedisBridge (backoff, probe interval, size limit, queue size) — tests use them.
@@ -159,9 +163,20 @@ async def start_bus(
         log.info(DISABLED_LINE)
     else:
         from aifactory.bridge import RedisBridge  # redis-py is only imported when Redis is on
+        from aifactory.envelope import EnvelopeSigner
 
+        if not secret:
+            raise ValueError("the Redis bridge needs the shared auth secret to sign its envelopes")
         rid = replica_id or REPLICA_ID
-        bus.bridge = RedisBridge(target, channel, rid, bus.deliver_remote, metrics=metrics, **bridge_options)
+        bus.bridge = RedisBridge(
+            target,
+            channel,
+            rid,
+            bus.deliver_remote,
+            signer=EnvelopeSigner(secret),
+            metrics=metrics,
+            **bridge_options,
+        )
         log.info(ENABLED_LINE, rid, channel)
         await bus.bridge.start()
     if install:

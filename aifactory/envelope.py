@@ -38,6 +38,7 @@ from aifactory.constants import MAX_ID_LEN
 
 __all__ = [
     "SCOPES",
+    "SIGNED_PREFIX_LEN",
     "VERSION",
     "Envelope",
     "EnvelopeError",
@@ -59,7 +60,7 @@ MAX_SEQ = 2**63 - 1  # a sequence number beyond this is malformed (a real replic
 SIGNATURE_SCHEME = b"s1."
 _KEY_LABEL = b"aifactory envelope signing key v1"
 _MAC_HEX = 64
-_SIGNED_HEAD = len(SIGNATURE_SCHEME) + _MAC_HEX + 1  # "s1." + hex MAC + "."
+SIGNED_PREFIX_LEN = len(SIGNATURE_SCHEME) + _MAC_HEX + 1  # "s1." + hex MAC + "."
 
 # ensure_ascii: len(str) == len(bytes) on the wire; allow_nan=False: every frame a client gets is strict JSON
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -128,10 +129,10 @@ class EnvelopeSigner:
     def verify(self, data: bytes | str) -> bytes:
         """The envelope text inside a signed message; EnvelopeError ("unsigned" / "bad_signature") if not."""
         raw = data.encode(errors="surrogateescape") if isinstance(data, str) else data
-        if not raw.startswith(SIGNATURE_SCHEME) or raw[_SIGNED_HEAD - 1 : _SIGNED_HEAD] != b".":
+        if not raw.startswith(SIGNATURE_SCHEME) or raw[SIGNED_PREFIX_LEN - 1 : SIGNED_PREFIX_LEN] != b".":
             raise EnvelopeError("unsigned", "not a signed AIFactory envelope")
-        body = raw[_SIGNED_HEAD:]
-        if not hmac.compare_digest(self.mac(body), raw[len(SIGNATURE_SCHEME) : _SIGNED_HEAD - 1]):
+        body = raw[SIGNED_PREFIX_LEN:]
+        if not hmac.compare_digest(self.mac(body), raw[len(SIGNATURE_SCHEME) : SIGNED_PREFIX_LEN - 1]):
             raise EnvelopeError("bad_signature", "signature does not match (wrong secret or forged)")
         return body
 

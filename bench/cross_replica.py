@@ -138,13 +138,20 @@ class _RawReceiver(_Worker):
         await self.client.aclose()
 
 
+BUS_WORKER_SECRET = "bench-bus-workers-shared-secret-" + "x" * 32
+
+
 class _BusWorker(_Worker):
     async def setup(self) -> None:
         from aifactory.bus import start_bus
         from aifactory.redis_url import parse_redis_url
 
         self.bus = await start_bus(
-            parse_redis_url(self.url), self.channel, replica_id=str(uuid.uuid4()), install=True
+            parse_redis_url(self.url),
+            self.channel,
+            replica_id=str(uuid.uuid4()),
+            install=True,
+            secret=BUS_WORKER_SECRET,  # sender and receiver processes sign and verify with the same key
         )
         assert self.bus.bridge is not None
         if not await self.bus.bridge.wait_connected(10.0):

@@ -3,6 +3,12 @@
 `put()` only appends a str, so a slow or dead Redis never delays a request; the bridge refuses events
 (and counts them) before they get here when the link is down or the queue is full. A batch that fails is
 dropped and counted (at-most-once, no replay).
+
+A probe in a failed batch is the subscriber's business, not the publisher's: when Redis *answered* with a
+refusal (ACL, READONLY) the link is alive, so the probe is forgotten (`on_probe_lost`); when the PUBLISH
+timed out or the connection broke, the probe stays pending and is retried once on a fresh connection.
+A hung Redis (SIGSTOP, a stalled proxy) then leaves it unanswered and the subscriber reports itself
+deaf, instead of every timed-out probe quietly clearing itself so that an idle replica never noticed.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aifactory.bridge.connections import RedisConnections
@@ -20,7 +27,8 @@ from aifactory.metrics import Metrics
 
 __all__ = ["PROBE_SEQ", "Publisher"]
 
-PROBE_SEQ = -1  # queue entries with this seq are probes: not counted as published or dropped events
+PROBE_SEQ = -1  # queue entries with a negative seq are probes: not counted as published or dropped events
+_PROBE_RETRY_SEQ = -2  # a probe already sent once: not retried again
 
 
 class Publisher:
@@ -93,7 +101,7 @@ class Publisher:
                 self.redis.rotate_publisher()  # cluster: publish through the next node
                 self._m_drop["publish_failed"].inc(len(batch) - probes)
                 if probes:
-                    self._on_probe_lost()  # that probe never left: not the subscriber's fault
+                    self._probe_failed(batch, exc)
                 self._log_failure(exc, len(batch))
                 await self.redis.drop_publisher()
                 continue
@@ -101,6 +109,16 @@ class Publisher:
             self._warned = False
             if len(batch) > probes:
                 self._m_published.inc(len(batch) - probes)
+
+    def _probe_failed(self, batch: list[tuple[int, str]], exc: Exception) -> None:
+        """Redis refused (it is alive): forget the probe. Timed out / broke: keep it pending, retry once."""
+        if isinstance(exc, ResponseError):
+            self._on_probe_lost()
+            return
+        for seq, envelope in batch:
+            if seq == PROBE_SEQ and self._is_connected():
+                self._queue.appendleft((_PROBE_RETRY_SEQ, envelope))
+                self._wake.set()
 
     def _log_failure(self, exc: Exception, dropped: int) -> None:
         """One WARNING per streak of failed publishes while the subscriber is fine. A refusal by Redis

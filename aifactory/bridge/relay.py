@@ -19,8 +19,13 @@ started by `start()`:
 
 Every event consumes a per-origin sequence number even when it is not published (oversize, queue full, link
 down), so receivers see the gap and send their clients `{"type":"resync","reason":"gap","origin":<uuid>,
-"missed":<n>}`. Malformed, foreign and future-version envelopes are counted and ignored. The password only
-ever reaches redis-py; logs use `RedisTarget.redacted()` and scrub exception texts.
+"missed":<n>}`. Malformed, foreign and future-version envelopes are counted and ignored.
+
+Every envelope (events and probes) is signed with a key derived from AIFACTORY_AUTH_SECRET
+(`EnvelopeSigner`); unsigned or badly signed messages are dropped before they are parsed and counted as
+`aifactory_bus_malformed_total{reason="unsigned"|"bad_signature"}`, so write access to Redis alone can
+neither reach a client nor move any origin's sequence state. The password only ever reaches redis-py;
+logs use `RedisTarget.redacted()` and scrub exception texts.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from aifactory.bridge.publisher import Publisher
 from aifactory.bridge.sequence import OriginSequences
 from aifactory.envelope import (
     KIND_PROBE,
+    SIGNED_PREFIX_LEN,
     EnvelopeError,
+    EnvelopeSigner,
     decode_with_frame,
     encode_event,
     encode_probe,
@@ -78,6 +85,7 @@ class RedisBridge:
         replica_id: str,
         on_remote: Callable[[str, str | None, str], int],
         *,
+        signer: EnvelopeSigner,
         metrics: Metrics | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
@@ -93,6 +101,7 @@ class RedisBridge:
         self.channel = channel
         self.replica_id = replica_id
         self.on_remote = on_remote
+        self._signer = signer
         self.metrics = metrics if metrics is not None else Metrics()
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -198,7 +207,8 @@ class RedisBridge:
         if self._out.full():
             self._m_drop["outbound_full"].inc()
             return False
-        self._out.put(self._seq, encode_with_frame(self.replica_id, self._seq, scope, target, frame))
+        envelope = encode_with_frame(self.replica_id, self._seq, scope, target, frame)
+        self._out.put(self._seq, self._signer.sign(envelope))
         return True
 
     # ------------------------------------------------------------------ helpers
@@ -293,10 +303,11 @@ class RedisBridge:
                 raise _Deaf(f"own probe not seen for {now - self._probe_sent_at:.1f}s")
 
     def _handle(self, data: bytes | str) -> None:
-        if isinstance(data, bytes) and data.startswith(self._own_event_prefix):
-            return  # our own event coming back: already delivered locally; skip even the JSON parse
+        if isinstance(data, bytes) and data.startswith(self._own_event_prefix, SIGNED_PREFIX_LEN):
+            return  # our own event coming back: already delivered locally; skip even the MAC and parse
         try:
-            env, frame = decode_with_frame(data)  # frame: the publisher's own event text, not re-encoded
+            body = self._signer.verify(data)  # before any parsing: unsigned bytes never reach the decoder
+            env, frame = decode_with_frame(body)  # frame: the publisher's own event text, not re-encoded
         except EnvelopeError as exc:
             self._m_bad[exc.reason].inc()
             self._log_bad("ignored an envelope on channel '%s' (%s): %s", self.channel, exc.reason, exc)
@@ -350,7 +361,7 @@ class RedisBridge:
             self._probe_pending = self._probe_nonce
             self._probe_sent_at = now
             settled = self._out.settled(self._seq)
-            self._out.put_probe(encode_probe(self.replica_id, self._probe_nonce, settled))
+            self._out.put_probe(self._signer.sign(encode_probe(self.replica_id, self._probe_nonce, settled)))
 
     def _forget_probe(self) -> None:
         self._probe_pending = None

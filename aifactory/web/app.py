@@ -51,7 +51,11 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         state.bus = await start_bus(
-            settings.redis_target, settings.channel, replica_id=replica_id, **state.bridge_options
+            settings.redis_target,
+            settings.channel,
+            replica_id=replica_id,
+            secret=settings.auth_secret,
+            **state.bridge_options,
         )
         state.terminals = TerminalManager(
             shell=settings.terminal_shell,

@@ -21,6 +21,7 @@ from aifactory.registry import Subscriber
 
 # Short reconnect settings so outage tests are quick; production defaults (1 s → 30 s) are tested separately.
 FAST = {"backoff_initial": 0.05, "backoff_max": 0.4, "connect_timeout": 2.0, "publish_timeout": 2.0}
+SECRET = "bus-tests-shared-auth-secret-" + "s" * 32  # every in-process replica signs with it
 WAIT = 10.0  # upper bound for anything to arrive; a timeout here is a failure, never a measurement
 
 
@@ -54,7 +55,9 @@ async def replicas() -> AsyncIterator[ReplicaFactory]:
     ) -> Replica:
         rid = str(uuid.uuid4())
         target = parse_redis_url(url) if url else None
-        bus = await start_bus(target, channel, replica_id=rid, install=False, **{**FAST, **options})
+        bus = await start_bus(
+            target, channel, replica_id=rid, install=False, secret=SECRET, **{**FAST, **options}
+        )
         replica = Replica(bus, rid)
         made.append(replica)
         if wait and target is not None:

@@ -16,6 +16,7 @@ from harness.ports import free_port
 from harness.redis_servers import RedisServer, redis_cli
 from harness.tcp_proxy import TcpProxy
 from tests.bus.conftest import (
+    SECRET,
     WAIT,
     Replica,
     ReplicaFactory,
@@ -44,7 +45,9 @@ def test_backoff_schedule_doubles_from_1s_to_a_30s_cap() -> None:
 
 
 async def test_production_defaults_are_1s_and_30s() -> None:
-    bus = await start_bus(parse_redis_url(f"redis://127.0.0.1:{free_port()}/0"), replica_id=str(uuid.uuid4()))
+    bus = await start_bus(
+        parse_redis_url(f"redis://127.0.0.1:{free_port()}/0"), replica_id=str(uuid.uuid4()), secret=SECRET
+    )
     try:
         assert isinstance(bus.bridge, RedisBridge)
         assert (bus.bridge.backoff_initial, bus.bridge.backoff_max) == (1.0, 30.0)

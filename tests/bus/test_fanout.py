@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 
 from aifactory.bridge import DEFAULT_MAX_EVENT_BYTES
 from aifactory.constants import ENABLED_LINE
+from aifactory.envelope import EnvelopeSigner
 from harness.redis_servers import RedisServer, redis_cli
-from tests.bus.conftest import ReplicaFactory, recv, recv_until
+from tests.bus.conftest import SECRET, ReplicaFactory, recv, recv_until
 
 PASSWORD = "fan-0ut-pw"
 
@@ -85,12 +86,19 @@ async def test_hostile_envelopes_on_a_shared_channel_are_counted_and_ignored(
         "foreign": ['{"type":"message","app":"someone-else"}', "[1,2,3]"],
         "version": ['{"v":2,"origin":"x","seq":1,"scope":"broadcast","target":null,"event":{"x":1}}'],
     }
+    signer = EnvelopeSigner(SECRET)  # signed like a real replica's: the decoder's own checks must hold too
     for items in bad.values():
         for item in items:
-            redis_cli(redis_pw.port, "PUBLISH", "aif:test", item, password=PASSWORD)
+            redis_cli(redis_pw.port, "PUBLISH", "aif:test", signer.sign(item), password=PASSWORD)
     raw = aioredis.Redis(port=redis_pw.port, password=PASSWORD)
+    junk = b"\xff\xfe\x00\x80 binary junk"
+    await raw.publish("aif:test", b"s1." + signer.mac(junk) + b"." + junk)
+    await raw.publish("aif:test", signer.sign("[" * 50_000))
+    # not signed with the shared secret: dropped before any parsing
+    real = '{"v":1,"origin":"x","seq":1,"scope":"user","target":"alice","event":{"type":"forged"}}'
+    await raw.publish("aif:test", real)
     await raw.publish("aif:test", b"\xff\xfe\x00\x80 binary junk")
-    await raw.publish("aif:test", "[" * 50_000)
+    await raw.publish("aif:test", EnvelopeSigner("another-deployment-secret-" + "z" * 32).sign(real))
     await raw.aclose()
     b.bus.send_to_user("alice", {"type": "still-alive"})
     assert await recv(alice) == {"type": "still-alive"}  # the subscriber survived everything above
@@ -98,6 +106,8 @@ async def test_hostile_envelopes_on_a_shared_channel_are_counted_and_ignored(
     assert a.metric("aifactory_bus_malformed_total", reason="malformed") == 3 + 2
     assert a.metric("aifactory_bus_malformed_total", reason="foreign") == 2
     assert a.metric("aifactory_bus_malformed_total", reason="version") == 1
+    assert a.metric("aifactory_bus_malformed_total", reason="unsigned") == 2
+    assert a.metric("aifactory_bus_malformed_total", reason="bad_signature") == 1
     assert a.bridge.state == "connected"
 
 
@@ -150,7 +160,8 @@ async def test_sequence_gap_and_duplicate_from_an_origin(
 
     def send(seq: int, n: int) -> None:
         env = {"v": 1, "origin": ghost, "seq": seq, "scope": "user", "target": "alice", "event": {"n": n}}
-        redis_cli(redis_pw.port, "PUBLISH", "aif:test", json.dumps(env), password=PASSWORD)
+        signed = EnvelopeSigner(SECRET).sign(json.dumps(env))  # it holds the shared secret
+        redis_cli(redis_pw.port, "PUBLISH", "aif:test", signed, password=PASSWORD)
 
     send(1, 1)
     assert await recv(alice) == {"n": 1}
@@ -178,7 +189,7 @@ async def test_remote_frame_reaches_local_sockets_byte_identical(
     assert await asyncio.wait_for(alice.get(), 10) == '{"type":"from-b","text":"h\\u00e9llo"}'
     frame = '{"type":"verbatim","n":1.50,"e":1e2,"event":{"seq":99}}'
     env = f'{{"v":1,"origin":"{uuid.uuid4()}","seq":1,"scope":"user","target":"alice","event":{frame}}}'
-    redis_cli(redis_pw.port, "PUBLISH", "aif:test", env, password=PASSWORD)
+    redis_cli(redis_pw.port, "PUBLISH", "aif:test", EnvelopeSigner(SECRET).sign(env), password=PASSWORD)
     assert await asyncio.wait_for(alice.get(), 10) == frame
     assert alice.pending() == 0
 

@@ -50,3 +50,20 @@ def test_the_least_recently_seen_origin_is_forgotten_first() -> None:
     seqs.advance("c", 1, settled=False)  # evicts b
     assert len(seqs) == 2 and seqs.last("b") is None and seqs.last("a") == 2
     assert seqs.advance("b", 9, settled=False) == 0  # a forgotten origin starts a fresh baseline
+
+
+def test_one_forged_huge_seq_cannot_silence_an_origin() -> None:
+    """Issue #10: `seq 1e18` on a real origin id made every later real event a 'duplicate'."""
+    seqs = OriginSequences()
+    seqs.advance("a", 10, settled=False)
+    assert seqs.advance("a", 10**18, settled=False) == 10**18 - 11  # believed once (a resync)...
+    assert seqs.advance("a", 11, settled=False) == 0  # ...but the real next event re-baselines
+    assert seqs.advance("a", 12, settled=False) == 0 and seqs.last("a") == 12
+    assert seqs.advance("a", 12, settled=False) is None  # real duplicates are still dropped
+
+
+def test_a_duplicate_within_the_window_is_dropped_and_far_below_re_baselines() -> None:
+    seqs = OriginSequences(duplicate_window=100)
+    seqs.advance("a", 1000, settled=False)
+    assert seqs.advance("a", 900, settled=False) is None
+    assert seqs.advance("a", 899, settled=True) == 0 and seqs.last("a") == 899
