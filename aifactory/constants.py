@@ -19,6 +19,7 @@ __all__ = [
     "VERSION",
     "WS_GOING_AWAY",
     "WS_INTERNAL_ERROR",
+    "WS_MESSAGE_TOO_BIG",
     "WS_NORMAL",
     "WS_POLICY_VIOLATION",
     "WS_TAKEN_OVER",
@@ -51,6 +52,7 @@ ENABLED_LINE_RE = re.compile(re.escape(_head) + r"(\S+)" + re.escape(_middle) + 
 WS_NORMAL = 1000  # the terminal's shell ended or was closed
 WS_GOING_AWAY = 1001  # the server is shutting down
 WS_POLICY_VIOLATION = 1008  # bad or expired token, not your terminal, bad terminal id
+WS_MESSAGE_TOO_BIG = 1009  # a client frame over the socket's limit (events: 4 KiB; terminal: 64 KiB)
 WS_INTERNAL_ERROR = 1011  # audit log unavailable, no shell could be started
 WS_TRY_AGAIN_LATER = 1013  # client too slow, too many terminals
 WS_TAKEN_OVER = 4409  # the terminal was attached from another connection

@@ -6,22 +6,30 @@ import asyncio
 import contextlib
 import json
 import time
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from aifactory.constants import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
+from aifactory.constants import WS_MESSAGE_TOO_BIG, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from aifactory.registry import Subscriber, SubscriberClosed
 from aifactory.web.state import server_state, ws_principal
 
 WRITER_BATCH = 64
+# The socket is one-way: a client has nothing to say beyond an app-level keepalive. (uvicorn's ws_max_size,
+# the terminal input cap, already bounds every message; this is the far smaller cap for this socket.)
+CLIENT_FRAME_MAX_BYTES = 4096
 
 
-async def _until_disconnect(websocket: WebSocket) -> None:
-    """Read and discard client frames (the events socket is one-way) until the client goes away."""
+async def _until_disconnect(websocket: WebSocket) -> bool:
+    """Read and discard client frames until the client goes away (False) or sends one too big (True)."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return False
+        text = message.get("text")
+        size = len(text.encode()) if text is not None else len(message.get("bytes") or b"")
+        if size > CLIENT_FRAME_MAX_BYTES:
+            return True
 
 
 async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
@@ -49,7 +57,7 @@ async def ws_events(websocket: WebSocket) -> None:
         policy=state.settings.ws_overflow,
     )
     state.bus.registry.add(sub)
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[Any]] = []
     try:
         hello = {
             "type": "hello",
@@ -64,9 +72,12 @@ async def ws_events(websocket: WebSocket) -> None:
             asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time()))),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        writer, _reader, expiry = tasks
+        writer, reader, expiry = tasks
         if expiry in done:
             await websocket.close(code=WS_POLICY_VIOLATION, reason="token expired")
+        elif reader in done and reader.exception() is None and reader.result():
+            reason = f"client frames are limited to {CLIENT_FRAME_MAX_BYTES} bytes: this socket is one-way"
+            await websocket.close(code=WS_MESSAGE_TOO_BIG, reason=reason)
         elif writer in done and isinstance(writer.exception(), SubscriberClosed):
             await websocket.close(code=WS_TRY_AGAIN_LATER, reason="client too slow; reconnect")
     except (WebSocketDisconnect, RuntimeError, OSError):

@@ -7,6 +7,7 @@ raised before the audit record, so a refused request has no side effect.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -122,12 +123,30 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
             return {}
         raise HttpError(400, "invalid_json", "request body is empty; send a JSON object")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, RecursionError):
         raise HttpError(400, "invalid_json", "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise HttpError(422, "invalid_body", "request body must be a JSON object")
+    try:  # Python's JSON accepts "\ud800"; it cannot be written as UTF-8 (audit log, frames): refuse it here
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise HttpError(
+            400, "invalid_json", "request body contains a lone UTF-16 surrogate (\\ud800-\\udfff)"
+        ) from None
     return body
+
+
+def _not_json(name: str) -> Any:
+    """NaN, Infinity and -Infinity are not JSON: every frame a client gets must parse in a browser."""
+    raise HttpError(400, "invalid_json", f"request body contains {name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise HttpError(400, "invalid_json", f"number {text[:40]} is out of range for a JSON double")
+    return value
 
 
 def parse_event_body(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
