@@ -28,6 +28,10 @@ PASSWORD = "hunter2-very-secret"
         ({"AIFACTORY_WS_OVERFLOW": "explode"}, "AIFACTORY_WS_OVERFLOW"),
         ({"AIFACTORY_AUDIT_LOG": "/tmp"}, "AIFACTORY_AUDIT_LOG"),
         ({"AIFACTORY_AUDIT_LOG": "/nonexistent-dir/audit.jsonl"}, "AIFACTORY_AUDIT_LOG"),
+        ({"AIFACTORY_HTTP_READ_TIMEOUT_SECONDS": "0"}, "AIFACTORY_HTTP_READ_TIMEOUT_SECONDS"),
+        ({"AIFACTORY_KEEPALIVE_SECONDS": "forever"}, "AIFACTORY_KEEPALIVE_SECONDS"),
+        ({"AIFACTORY_MAX_CONNECTIONS": "3"}, "AIFACTORY_MAX_CONNECTIONS"),
+        ({"AIFACTORY_TERMINAL_INPUT_MAX_BYTES": "16777217"}, "AIFACTORY_TERMINAL_INPUT_MAX_BYTES"),
     ],
 )
 def test_bad_setting_exits_2_with_one_line_naming_it(env: dict[str, str], names: str) -> None:
