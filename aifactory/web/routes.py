@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from aifactory.constants import MAX_ID_LEN
@@ -112,11 +112,14 @@ async def json_body(request: Request, *, optional: bool = False) -> Any:
     if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise HttpError(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():  # chunked bodies have no Content-Length: count as they arrive
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise HttpError(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():  # chunked bodies have no Content-Length: count as they arrive
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise HttpError(413, "body_too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone mid-body, e.g. cut by the read timeout (http_guard): nothing happened
+        raise HttpError(408, "request_timeout", "the request body did not arrive in time") from None
     raw = b"".join(chunks)
     if not raw.strip():
         if optional:

@@ -166,3 +166,30 @@ async def test_connections_beyond_the_ceiling_get_503_at_once(small: ServerSet) 
         assert time.monotonic() < deadline, "the server never recovered after the holders left"
         await asyncio.sleep(0.1)
     assert "connection ceiling reached" in small[0].log_text()
+
+
+async def test_a_trickled_body_is_cut_by_the_same_timeout_without_a_traceback(guarded: ServerSet) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded[0].port)
+    token = guarded.token("slowpoke")
+    writer.write(
+        f"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+    )
+    started = time.monotonic()
+    reply = bytearray()
+
+    async def collect() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(4096):
+                reply.extend(data)
+
+    collector = asyncio.create_task(collect())
+    with contextlib.suppress(ConnectionError, OSError):
+        while not collector.done() and time.monotonic() - started < WAIT:
+            await asyncio.sleep(0.3)
+            writer.write(b" ")
+    await asyncio.wait_for(collector, WAIT)
+    assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - started < READ_TIMEOUT + 5, reply
+    writer.close()
+    await asyncio.sleep(0.5)
+    assert "Traceback" not in guarded[0].log_text() and "Exception in ASGI" not in guarded[0].log_text()
