@@ -138,10 +138,11 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     """How every replica is served: the one place for uvicorn flags (the benchmarks reuse it).
 
     Limits (docs/security.md): `http` is h11 plus a request read timeout and a connection ceiling
-    (`aifactory.http_guard`); `ws_max_size` caps every client WebSocket message at the terminal input cap
-    (uvicorn's default is 16 MiB; the events socket refuses far smaller frames itself). uvicorn's
-    websockets-sansio protocol stops reading after each message until the app takes it, so that cap bounds
-    the memory one socket can make the server hold.
+    (`aifactory.http_guard`; it replaces uvicorn's `limit_concurrency`, which ignores WebSocket upgrades
+    and logs a WARNING for every refused request, a log flood under attack). `ws_max_size` caps every
+    client WebSocket message at the terminal input cap (uvicorn's default is 16 MiB; the events socket
+    refuses far smaller frames itself); uvicorn's websockets-sansio protocol stops reading after each
+    message until the app takes it, so that cap bounds the memory one socket can make the server hold.
     """
     import uvicorn
 
@@ -152,7 +153,6 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         **{**UVICORN_PROTOCOLS, "http": guarded_h11(settings.http_read_timeout, settings.max_connections)},
-        limit_concurrency=settings.max_connections,
         timeout_keep_alive=settings.keepalive_seconds,
         ws_max_size=settings.terminal_input_max_bytes,
         lifespan="on",

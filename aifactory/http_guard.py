@@ -10,7 +10,9 @@ never for WebSocket upgrades, so it does not bound connections either. This subc
   `408 Request Timeout` and is closed. One timer per request, never re-armed by a trickle of bytes; it is
   cancelled once h11 has the complete request (or the connection upgrades to a WebSocket).
 - **connection ceiling**: a connection that would exceed `max_connections` open ones (HTTP and
-  WebSocket alike: uvicorn's shared connection set) gets `503` and is closed at once.
+  WebSocket alike: uvicorn's shared connection set) gets `503` and is closed at once, with at most one
+  WARNING a minute. (uvicorn's `limit_concurrency` is left unset: it ignores upgrades and logs a WARNING
+  for every request it refuses.)
 
 Why a protocol subclass rather than an ASGI middleware: the app only sees a request after its head is
 parsed, which is exactly the phase slowloris attacks; and the transport is the one place that sees a
