@@ -90,7 +90,9 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or self.conn.their_state not in _WAITING:
             return
         log.debug("closed a connection that sent no complete request within %gs", self.read_timeout)
-        self.transport.write(_TIMEOUT_RESPONSE)
+        answered = self.conn.their_state is h11.SEND_BODY and self.cycle and self.cycle.response_started
+        if not answered:  # a route that answered without reading the body gets no 408 after its response
+            self.transport.write(_TIMEOUT_RESPONSE)
         self.transport.close()
 
 
