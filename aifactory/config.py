@@ -100,7 +100,7 @@ class Settings:
     ws_overflow: str = "resync"
     redis_backoff_max: float = 30.0
     http_read_timeout: float = 10.0  # a client must send its whole request (head and body) within this
-    keepalive_seconds: float = 5.0  # idle keep-alive connections are closed after this
+    keepalive_seconds: int = 5  # idle keep-alive connections are closed after this
     max_connections: int = 4096  # open HTTP + WebSocket connections per replica; beyond: 503 and close
     terminal_input_max_bytes: int = 64 * 1024  # largest client WebSocket message (terminal paste)
 
@@ -233,7 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_overflow=overflow,
         redis_backoff_max=_seconds(env, "AIFACTORY_REDIS_BACKOFF_MAX", 30.0, 0.05, 3600.0),
         http_read_timeout=_seconds(env, "AIFACTORY_HTTP_READ_TIMEOUT_SECONDS", 10.0, 0.5, 3600.0),
-        keepalive_seconds=_seconds(env, "AIFACTORY_KEEPALIVE_SECONDS", 5.0, 0.5, 3600.0),
+        keepalive_seconds=_int(env, "AIFACTORY_KEEPALIVE_SECONDS", 5, 1, 3600),
         max_connections=_int(env, "AIFACTORY_MAX_CONNECTIONS", 4096, 16, 1_000_000),
         terminal_input_max_bytes=_int(
             env, "AIFACTORY_TERMINAL_INPUT_MAX_BYTES", 64 * 1024, 4096, 16 * 1024 * 1024

@@ -23,10 +23,8 @@ silent connection at all. The hooks used (`connection_made`, `data_received`, `c
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -44,12 +42,16 @@ _last_full_warning = float("-inf")
 
 
 class GuardedH11Protocol(H11Protocol):
-    """H11Protocol plus a per-request read timeout and a connection ceiling (see the module docstring)."""
+    """H11Protocol plus a per-request read timeout and a connection ceiling (see the module docstring).
 
-    def __init__(self, *args: Any, read_timeout: float, max_connections: int, **kwargs: Any) -> None:
+    The limits are class attributes because uvicorn builds protocols itself: `guarded_h11()` makes the
+    configured subclass."""
+
+    read_timeout: float = 10.0
+    max_connections: int = 4096
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.read_timeout = read_timeout
-        self.max_connections = max_connections
         self._read_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -109,6 +111,7 @@ def _warn_full(limit: int) -> None:
         )
 
 
-def guarded_h11(read_timeout: float, max_connections: int) -> Callable[..., GuardedH11Protocol]:
-    """The `http=` value for uvicorn.Config: uvicorn calls it with its usual protocol arguments."""
-    return functools.partial(GuardedH11Protocol, read_timeout=read_timeout, max_connections=max_connections)
+def guarded_h11(read_timeout: float, max_connections: int) -> type[GuardedH11Protocol]:
+    """The `http=` value for uvicorn.Config: a GuardedH11Protocol subclass with these limits."""
+    limits = {"read_timeout": read_timeout, "max_connections": max_connections}
+    return type("ConfiguredGuardedH11Protocol", (GuardedH11Protocol,), limits)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.app_servers import ServerSet, http_json, start_servers
 from tests.server.wsclient import EventClient
-from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -20,8 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from harness.app_servers import ServerProc, ServerSet, start_servers
 from tests.server.wsclient import WAIT, EventClient
-from tests.support.servers import ServerProc, ServerSet, start_servers
 
 pytestmark = pytest.mark.timeout(180)
 

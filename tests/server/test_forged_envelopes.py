@@ -13,10 +13,10 @@ import json
 import re
 import uuid
 
+from harness.app_servers import ServerSet, http_json
+from harness.redis_servers import RedisServer, redis_cli
 from tests.server.conftest import REDIS_PASSWORD
 from tests.server.wsclient import EventClient
-from tests.support.redis_procs import RedisServer, redis_cli
-from tests.support.servers import ServerSet, http_json
 
 CHANNEL = "aifactory:events"
 

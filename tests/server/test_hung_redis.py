@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 
+from harness.app_servers import http_json, start_servers
+from harness.redis_servers import RedisServer
 from tests.server.wsclient import EventClient
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import http_json, start_servers
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
+from harness.app_servers import ServerSet, http_json, start_servers
 from tests.server.wsclient import WAIT, EventClient, refused
-from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(120)
 

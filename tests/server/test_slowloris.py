@@ -18,13 +18,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from harness.app_servers import ServerSet, http_json, start_servers
 from tests.server.wsclient import WAIT, EventClient
-from tests.support.servers import ServerSet, http_json, start_servers
 
 pytestmark = pytest.mark.timeout(180)
 
 READ_TIMEOUT = 2.0
-KEEPALIVE = 1.5
+KEEPALIVE = 2
 CEILING = 64
 SLOW_SOCKETS = 400
 
