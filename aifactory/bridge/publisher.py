@@ -27,8 +27,7 @@ from aifactory.metrics import Metrics
 
 __all__ = ["PROBE_SEQ", "Publisher"]
 
-PROBE_SEQ = -1  # queue entries with a negative seq are probes: not counted as published or dropped events
-_PROBE_RETRY_SEQ = -2  # a probe already sent once: not retried again
+PROBE_SEQ = -1  # queue entries with this seq are probes: not counted as published or dropped events
 
 
 class Publisher:
@@ -59,6 +58,7 @@ class Publisher:
         self._is_stopping = is_stopping
         self._on_probe_lost = on_probe_lost
         self._queue: deque[tuple[int, str]] = deque()  # (seq, envelope)
+        self._retried_probe: str | None = None  # a probe is retried once after a broken PUBLISH
         self._wake = asyncio.Event()
         self._failures = 0
         self._warned = False
@@ -116,8 +116,13 @@ class Publisher:
             self._on_probe_lost()
             return
         for seq, envelope in batch:
-            if seq == PROBE_SEQ and self._is_connected():
-                self._queue.appendleft((_PROBE_RETRY_SEQ, envelope))
+            if seq != PROBE_SEQ:
+                continue
+            if envelope == self._retried_probe or not self._is_connected():
+                self._retried_probe = None  # failed twice: let the subscriber's deaf check decide
+            else:
+                self._retried_probe = envelope
+                self._queue.appendleft((PROBE_SEQ, envelope))
                 self._wake.set()
 
     def _log_failure(self, exc: Exception, dropped: int) -> None:
