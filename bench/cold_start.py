@@ -3,7 +3,9 @@
 "Cold" = a new process per run, as in every pre-commit/CI invocation (the OS page cache and the compiled
 schema cache are warm after the first run, as they are for a user; the cache-miss first run is measured
 separately). Runs are interleaved so machine noise hits both sides alike; we report medians.
-Usage: python -m bench.cold_start [--runs N] [--values FILE]
+Usage: python -m bench.cold_start [--runs N] [--values FILE] [--baseline DIR]
+`--baseline DIR` adds a checkout of another revision (e.g. `git archive main | tar -x -C DIR`), run as
+`python -m validator` beside this tree's, so a change's cost is measured in the same interleaved run.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21, help="timed runs per command (median reported)")
     parser.add_argument("--values", default="examples/production.yaml", help="values file (repo-relative)")
+    parser.add_argument("--baseline", metavar="DIR", help="another checkout to compare (python -m validator)")
     args = parser.parse_args([] if argv is None else argv)  # called from `make bench`: not its argv
 
     helm = _helm()
@@ -97,7 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         "helm lint (v4)": (lint, helm_env),
         "python -c pass": ([py, "-c", "pass"], env),
         "python -c 'import yaml, jsonschema'": ([py, "-c", "import yaml, jsonschema"], env),
+        "python -c 'import click'": ([py, "-c", "import click"], env),
     }
+    if args.baseline:
+        module = [py, "-m", "validator", values]
+        commands["python -m validator (this tree)"] = (module, dict(env, PYTHONPATH=str(ROOT)))
+        base_env = dict(env, PYTHONPATH=str(Path(args.baseline).resolve()))
+        commands["python -m validator (baseline)"] = (module, base_env)
     try:
         first_run = _time(validate, env)  # cache miss: compiles the schema predicate and stores it
         for cmd, cmd_env in commands.values():  # warm-up: page cache, .pyc files
@@ -120,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  ratio aifactory-validate / helm lint = {ratio:.2f}  (goal <= 1.00; "
         f"bar: median < {BAR_MS:.0f} ms: {'met' if med['aifactory-validate'] < BAR_MS else 'NOT met'})"
     )
+    if args.baseline:
+        this, base = med["python -m validator (this tree)"], med["python -m validator (baseline)"]
+        lint = med["helm lint (v4)"]
+        print(f"  this tree / baseline = {this / base:.2f}; baseline / helm lint = {base / lint:.2f}")
     print("  slowest imports of one validator run (python -X importtime, cumulative):")
     print("\n".join(imports))
     return 0

@@ -1,8 +1,7 @@
-"""`aifactory-validate`: command line, file I/O and exit codes (the only module that does I/O).
+"""`aifactory-validate`: command line (click), file I/O and exit codes (the only module that does I/O).
 
-Exit codes: 0 valid (warnings allowed), 1 invalid (or any warning under --strict), 2 usage error
-(unknown option, missing file, bad --set, no chart), 3 internal error (a bug: please report it).
-Heavy modules (jsonschema, kubernetes, kubernetes_validate) load only on the paths that need them.
+Exit codes live in validator.exitcodes. Heavy modules (jsonschema, kubernetes, kubernetes_validate) load
+only on the paths that need them; click itself is the one fixed cost of every run.
 """
 
 from __future__ import annotations
@@ -10,8 +9,11 @@ from __future__ import annotations
 import os
 import sys
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-PROG = "aifactory-validate"
+import click
+
+from validator.exitcodes import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, PROG, UsageError
+
+FORMATS = ("text", "json", "github", "sarif")
 
 DESCRIPTION = """\
 Validate AIFactory chart values before `helm install`, as a CI lint gate or pre-commit hook.
@@ -22,9 +24,11 @@ multi-replica rules Helm cannot see (Redis, HPA, ingress affinity, PDB). Every f
 path, the file:line:column it was written at, and the fix."""
 
 EPILOG = """\
+\b
 exit codes: 0 valid (warnings allowed), 1 invalid or warnings under --strict, 2 usage error,
 3 internal error.
 
+\b
 examples:
   aifactory-validate values.yaml
   aifactory-validate -f base.yaml -f prod.yaml --set replicaCount=3 --strict
@@ -33,78 +37,9 @@ examples:
   aifactory-validate --cluster --release aifactory -n aifactory   # live smoke check
   aifactory-validate --list-rules
 
+\b
+shell completion: eval "$(_AIFACTORY_VALIDATE_COMPLETE=bash_source aifactory-validate)"
 rules, output shapes and CI snippets: docs/validator.md"""
-
-
-class UsageError(Exception):
-    """Bad invocation: printed as one line, exit code 2."""
-
-
-def _parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # type: ignore[override]
-            raise UsageError(message)
-
-    def formatter(prog: str) -> argparse.HelpFormatter:
-        # argparse sizes help with `shutil` (~2 ms of import on every run); ask the terminal directly.
-        try:
-            width = int(os.environ.get("COLUMNS") or os.get_terminal_size(sys.__stdout__.fileno()).columns)
-        except (OSError, ValueError, AttributeError):
-            width = 100
-        return argparse.RawDescriptionHelpFormatter(prog, width=max(width - 2, 40))
-
-    parser = Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter)
-    parser.add_argument("files", nargs="*", metavar="VALUES_FILE", help="values files, merged in order")
-    parser.add_argument(
-        "-f", "--values", action="append", default=[], metavar="FILE", help="a values file (like helm -f)"
-    )
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="EXPR", help="Helm --set (a.b=1, l={x,y}, a[0].b=1)"
-    )
-    parser.add_argument(
-        "--set-string",
-        action="append",
-        default=[],
-        metavar="EXPR",
-        help="Helm --set-string (values stay strings)",
-    )
-    parser.add_argument(
-        "--chart", metavar="DIR", help="chart to validate against (default: the shipped chart)"
-    )
-    parser.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 1)")
-    parser.add_argument(
-        "--each",
-        action="store_true",
-        help="validate every file on its own (chart defaults + that file), e.g. from pre-commit",
-    )
-    parser.add_argument(
-        "--format", choices=("text", "json", "github", "sarif"), default="text", help="output format (text)"
-    )
-    parser.add_argument(
-        "--render",
-        action="store_true",
-        help="also run `helm template` and check every object against the Kubernetes OpenAPI schema",
-    )
-    parser.add_argument(
-        "--helm", metavar="PATH", help="helm binary for --render (default: $AIFACTORY_HELM4, PATH)"
-    )
-    parser.add_argument(
-        "--kube-version", metavar="X.Y", help="Kubernetes version for --render (default: newest)"
-    )
-    parser.add_argument("--cluster", action="store_true", help="live smoke check of a running release")
-    parser.add_argument(
-        "--release", default="aifactory", help="release name for --cluster/--render (aifactory)"
-    )
-    parser.add_argument("-n", "--namespace", help="namespace for --cluster (default: the kubeconfig's)")
-    parser.add_argument(
-        "--kubeconfig", help="kubeconfig for --cluster (default: $KUBECONFIG or ~/.kube/config)"
-    )
-    parser.add_argument("--context", help="kubeconfig context for --cluster")
-    parser.add_argument("--list-rules", action="store_true", help="print every rule id, severity and summary")
-    parser.add_argument("--version", action="store_true", help="print the version")
-    return parser
 
 
 def _read(path: str) -> bytes:
@@ -137,83 +72,153 @@ def _list_rules() -> int:
     return EXIT_OK
 
 
-def _emit(findings: list, files: list[str], args: object, chart_dir: str) -> None:
-    from validator import report
+def _values_findings(chart: object, names: list[str], sets: list[tuple[str, bool]], each: bool) -> list:
+    """The pipeline over the files (merged as one release, or one by one with --each)."""
+    from validator import pipeline
+    from validator.setvals import SetError
 
-    fmt = args.format  # type: ignore[attr-defined]
-    strict = args.strict  # type: ignore[attr-defined]
-    if fmt == "json":
-        _out(report.as_json(findings, files, strict, chart_dir))
-    elif fmt == "github":
-        _out(report.github(findings))
-        _out(report.text([], files, strict).replace("OK:", "aifactory-validate OK:") if not findings else "")
-    elif fmt == "sarif":
-        from validator.rules import RULES
-
-        _out(report.sarif(findings, {r.id: r.summary for r in RULES}))
-    else:
-        _out(report.text(findings, files, strict))
+    files = [("<stdin>" if name == "-" else name, _read(name)) for name in names]
+    groups = [[f] for f in files] if each and files else [files]
+    findings = []
+    try:
+        for group in groups:
+            findings += pipeline.run(chart, group, sets).findings  # type: ignore[arg-type]
+    except SetError as exc:
+        raise UsageError(f"bad --set: {exc}") from None
+    return findings
 
 
-def run(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    if args.version:
+def _cluster(
+    release: str, namespace: str | None, kubeconfig: str | None, context: str | None
+) -> tuple[str, list[str], list]:
+    from validator.cluster import ClusterError, ClusterOptions, smoke_check
+
+    options = ClusterOptions(release=release, namespace=namespace, kubeconfig=kubeconfig, context=context)
+    try:
+        return smoke_check(options)
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _render(options: object, chart_dir: str) -> list:
+    from validator.render import RenderUsageError, render_and_check
+
+    try:
+        return render_and_check(options, chart_dir)  # type: ignore[arg-type]
+    except RenderUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@click.command(
+    PROG,
+    help=DESCRIPTION,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    no_args_is_help=False,
+)
+@click.argument("files", nargs=-1, metavar="[VALUES_FILE]...")
+@click.option("-f", "--values", multiple=True, metavar="FILE", help="A values file (like helm -f).")
+@click.option("--set", "sets", multiple=True, metavar="EXPR", help="Helm --set (a.b=1, l={x,y}, a[0].b=1).")
+@click.option("--set-string", "set_strings", multiple=True, metavar="EXPR", help="Helm --set-string.")
+@click.option("--chart", metavar="DIR", help="Chart to validate against (default: the shipped chart).")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@click.option("--each", is_flag=True, help="Validate every file on its own (chart defaults + that file).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", help="Output format (text).")
+@click.option("--render", is_flag=True, help="Also run `helm template` and check the Kubernetes schemas.")
+@click.option("--helm", metavar="PATH", help="helm binary for --render (default: $AIFACTORY_HELM4, PATH).")
+@click.option("--kube-version", metavar="X.Y", help="Kubernetes version for --render (default: newest).")
+@click.option("--cluster", is_flag=True, help="Live smoke check of a running release.")
+@click.option(
+    "--release", default="aifactory", metavar="NAME", help="Release for --cluster/--render (aifactory)."
+)
+@click.option("-n", "--namespace", metavar="NS", help="Namespace for --cluster (default: the kubeconfig's).")
+@click.option("--kubeconfig", metavar="PATH", help="Kubeconfig for --cluster (default: $KUBECONFIG).")
+@click.option("--context", metavar="NAME", help="Kubeconfig context for --cluster.")
+@click.option("--list-rules", is_flag=True, help="Print every rule id, severity and summary.")
+@click.option("--version", is_flag=True, help="Print the version.")
+def command(
+    files: tuple[str, ...],
+    values: tuple[str, ...],
+    sets: tuple[str, ...],
+    set_strings: tuple[str, ...],
+    chart: str | None,
+    strict: bool,
+    each: bool,
+    fmt: str,
+    render: bool,
+    helm: str | None,
+    kube_version: str | None,
+    cluster: bool,
+    release: str,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    list_rules: bool,
+    version: bool,
+) -> int:
+    """The whole run: gather findings (values, or a live release), apply --strict once, print, exit code."""
+    if version:
         from aifactory import __version__
 
         _out(f"{PROG} {__version__}\n")
         return EXIT_OK
-    if args.list_rules:
+    if list_rules:
         return _list_rules()
-    if args.cluster:
-        from validator.cluster import smoke_check
+    from validator import report
 
-        return smoke_check(args, _out)
+    if cluster:
+        what, facts, findings = _cluster(release, namespace, kubeconfig, context)
+        subject, chart_dir = [what], ""
+    else:
+        from validator.chart import Chart, ChartError
 
-    from validator import pipeline
-    from validator.chart import Chart, ChartError
-    from validator.setvals import SetError
-
-    names = [*args.values, *args.files]
-    try:
-        chart = Chart(args.chart)
-    except ChartError as exc:
-        raise UsageError(str(exc)) from None
-    files = [("<stdin>" if name == "-" else name, _read(name)) for name in names]
-    sets = [(e, False) for e in args.set] + [(e, True) for e in args.set_string]
-    groups = [[f] for f in files] if args.each and files else [files]
-    findings = []
-    try:
-        for group in groups:
-            findings += pipeline.run(chart, group, sets).findings
-    except SetError as exc:
-        raise UsageError(f"bad --set: {exc}") from None
-    if args.render and args.each and len(files) > 1:
-        raise UsageError("--render renders one release: use it without --each (or with one file)")
-    if args.render and not any(f.severity == "error" for f in findings):
-        from validator.render import RenderUsageError, render_and_check
-
+        names = [*values, *files]
         try:
-            findings = findings + render_and_check(args, chart, names)
-        except RenderUsageError as exc:
+            loaded = Chart(chart)
+        except ChartError as exc:
             raise UsageError(str(exc)) from None
-    if args.strict:
-        pipeline.apply_strict(findings)
-    _emit(findings, names, args, chart.directory)
-    return EXIT_INVALID if any(f.severity == "error" for f in findings) else EXIT_OK
+        sets_all = [(e, False) for e in sets] + [(e, True) for e in set_strings]
+        findings = _values_findings(loaded, names, sets_all, each)
+        if render and each and len(names) > 1:
+            raise UsageError("--render renders one release: use it without --each (or with one file)")
+        if render and not any(f.severity == "error" for f in findings):
+            from validator.render import RenderOptions
+
+            options = RenderOptions(release, names, list(sets), list(set_strings), helm, kube_version)
+            findings = findings + _render(options, loaded.directory)
+        subject, facts, chart_dir = names, [], loaded.directory
+    if strict:
+        report.apply_strict(findings)
+    result = report.Report(findings, subject, strict=strict, chart=chart_dir, facts=facts)
+    _out(report.REPORTER_BY_NAME[fmt](result))
+    return EXIT_OK if result.valid else EXIT_INVALID
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    """click's message on one line; unknown options keep the wording the docs promise."""
+    if isinstance(exc, click.NoSuchOption):
+        hint = f" (did you mean {exc.possibilities[0]}?)" if exc.possibilities else ""
+        return f"unrecognized arguments: {exc.option_name}{hint}"
+    return " ".join(exc.format_message().split())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; never lets a traceback reach the user."""
     try:
-        return run(sys.argv[1:] if argv is None else argv)
+        return command.main(
+            args=sys.argv[1:] if argv is None else argv, prog_name=PROG, standalone_mode=False
+        )
     except UsageError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n(see `{PROG} --help`)\n")
-        return EXIT_USAGE
+        message = str(exc)
+    except click.UsageError as exc:
+        message = _usage_message(exc)
+    except click.exceptions.Abort:
+        return 130
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except SystemExit as exc:  # argparse --help
+    except SystemExit as exc:  # shell completion exits after printing its script
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except RecursionError:
         sys.stderr.write(f"{PROG}: error: input nests too deeply to validate\n")
@@ -225,3 +230,5 @@ def main(argv: list[str] | None = None) -> int:
         first = (str(exc).strip().splitlines() or [""])[0]
         sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {first} (please report this)\n")
         return EXIT_INTERNAL
+    sys.stderr.write(f"{PROG}: error: {message}\n(see `{PROG} --help`)\n")
+    return EXIT_USAGE

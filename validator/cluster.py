@@ -1,30 +1,52 @@
 """`--cluster`: live smoke check of a running release with the `kubernetes` client (imported only here).
 
-Checks, in the spec's words: the release's Deployment/HPA replica counts; that the Secret behind REDIS_URL
-exists and has the key REDIS_URL (its data is never read out or printed); and the pods' logs: every pod
-printed "Redis pub/sub enabled — replica <uuid> on channel '<ch>'" with a distinct uuid (and one channel),
-and none printed the "disabled" line while more than one replica runs.
-API calls used (all GET): list Deployments, list HorizontalPodAutoscalers (autoscaling/v2), read Secret,
-list Pods, read Pod log.
+What it reads (all GET): the release's Deployments and autoscaling/v2 HPAs (selected by labels: one release
+may render several Deployments, one per traffic tier), the Secret behind each REDIS_URL (key names only,
+never the data), the pods of each Deployment (by its own selector), and each running pod's `/readyz`
+through the API server's pod proxy. /readyz answers what the process is doing now (replica id, Redis
+bridge state, channel), so unlike a log line it cannot scroll away or rotate out.
+Returns facts and findings; the CLI prints them with the same reporters as the values check.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 
-from aifactory.constants import DISABLED_LINE as DISABLED
-from aifactory.constants import ENABLED_LINE_RE as ENABLED
 from validator.model import ERROR, WARNING, Finding, Loc
 
-LOG_LINES = 5000
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
+# Every Deployment and HPA the chart renders carries these (the release's own and the chart's part-of label).
+SELECTOR = "app.kubernetes.io/instance={release},app.kubernetes.io/part-of=aifactory"
+HTTP_PORT_NAME = "http"  # the web container's port; /readyz is served there
+SUMMARIES = {
+    "cluster-deployment-missing": "no Deployment with the release's labels in the namespace",
+    "cluster-replicas-not-ready": "a Deployment has fewer ready replicas than desired",
+    "cluster-redis-url-plain": "REDIS_URL is a plain env value instead of a Secret reference",
+    "cluster-secret-missing": "the Secret behind REDIS_URL does not exist",
+    "cluster-secret-key-missing": "the Secret behind REDIS_URL has no key REDIS_URL",
+    "cluster-pod-readyz-unreadable": "a running pod's /readyz could not be read through the API server",
+    "cluster-pod-not-ready": "a running pod's /readyz says it is starting or stopping",
+    "cluster-pod-redis-off": "REDIS_URL is configured but a pod's /readyz reports the Redis bridge disabled",
+    "cluster-redis-disabled": "a pod runs without Redis while more than one replica runs or may run",
+    "cluster-redis-not-connected": "a pod's Redis bridge is connecting or reconnecting right now",
+    "cluster-replica-id-duplicate": "two pods report the same replica id",
+    "cluster-channel-mismatch": "pods of one release use different Redis channels",
+}
 
 
 class ClusterError(Exception):
-    """Cannot reach or read the cluster: reported as a usage error (exit 2)."""
+    """No usable kubeconfig, or the API server is unreachable or refuses: a usage error (exit 2)."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Which release to check, and how to reach its cluster."""
+
+    release: str = "aifactory"
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
 
 
 def _finding(rule: str, severity: str, message: str, fix: str, where: str) -> Finding:
@@ -43,132 +65,130 @@ def _redis_secret(deployment: object) -> tuple[str, str] | None:
     return None
 
 
-def check(api_client: object, namespace: str, release: str) -> tuple[list[str], list[Finding]]:
-    """Run every check; return (facts for the report, findings)."""
+def _http_port(pod: object) -> int | None:
+    """The pod's `http` container port (the API server's pod proxy needs a number, not a port name)."""
+    ports = [p for c in pod.spec.containers or [] for p in c.ports or []]  # type: ignore[attr-defined]
+    named = [p for p in ports if p.name == HTTP_PORT_NAME] or ports
+    return named[0].container_port if named else None
+
+
+def _secret_findings(core: object, namespace: str, name: str, facts: list[str]) -> list[Finding]:
     from kubernetes import client
 
-    apps = client.AppsV1Api(api_client)
-    core = client.CoreV1Api(api_client)
-    autoscaling = client.AutoscalingV2Api(api_client)
-    selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component=web"
+    try:
+        secret = core.read_namespaced_secret(name, namespace)  # type: ignore[attr-defined]
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        fix = (
+            f"kubectl create secret generic {name} -n {namespace} "
+            "--from-literal=REDIS_URL='redis://:<password>@host:6379/0'"
+        )
+        message = f"secret/{name} (REDIS_URL) does not exist in {namespace}"
+        return [_finding("cluster-secret-missing", ERROR, message, fix, f"secret/{name}")]
+    keys = set(secret.data or {}) | set(secret.string_data or {})
+    facts.append(f"REDIS_URL from secret/{name} key REDIS_URL")
+    if "REDIS_URL" in keys:
+        return []
+    shown = ", ".join(sorted(keys)) or "none"
+    return [
+        _finding(
+            "cluster-secret-key-missing",
+            ERROR,
+            f"secret/{name} has no key REDIS_URL (keys: {shown})",
+            "recreate it with --from-literal=REDIS_URL=... (the key name must be exactly REDIS_URL)",
+            f"secret/{name}",
+        )
+    ]
+
+
+def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | None]:
+    """(HTTP status, /readyz body or None) of one pod, through the API server's pod proxy."""
+    from kubernetes import client
+
+    port = _http_port(pod)
+    name = pod.metadata.name if port is None else f"{pod.metadata.name}:{port}"  # type: ignore[attr-defined]
+    try:
+        resp = core.connect_get_namespaced_pod_proxy_with_path(  # type: ignore[attr-defined]
+            name, namespace, "readyz", _preload_content=False
+        )
+        status, raw = resp.status, resp.data
+    except client.ApiException as exc:  # 503 while starting/stopping still carries the body
+        status, raw = exc.status, exc.body
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, TypeError):
+        body = None
+    return status, body if isinstance(body, dict) and "replica" in body else None
+
+
+def _pod_findings(core: object, namespace: str, pods: list, ctx: dict) -> tuple[list[str], list[Finding]]:
+    """Ask each running pod what it runs: replica id, bridge state, channel; compare across pods."""
     facts: list[str] = []
     findings: list[Finding] = []
-
-    deployments = apps.list_namespaced_deployment(namespace, label_selector=selector).items
-    if not deployments:
-        findings.append(
-            _finding(
-                "cluster-deployment-missing",
-                ERROR,
-                f"no Deployment with labels {selector} in namespace {namespace}",
-                "check --release and --namespace (helm list -A)",
-                f"namespace/{namespace}",
-            )
-        )
-        return facts, findings
-    dep = deployments[0]
-    where = f"deployment/{dep.metadata.name}"
-    desired = dep.spec.replicas if dep.spec.replicas is not None else 1
-    ready = (dep.status.ready_replicas or 0) if dep.status else 0
-    facts.append(f"{where}: {desired} desired, {ready} ready")
-    hpas = autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, label_selector=selector).items
-    high = desired
-    if hpas:
-        hpa = hpas[0]
-        high = hpa.spec.max_replicas
-        current = hpa.status.current_replicas if hpa.status else None
-        facts.append(f"hpa/{hpa.metadata.name}: min {hpa.spec.min_replicas}, max {high}, current {current}")
-    if ready < desired:
-        findings.append(
-            _finding(
-                "cluster-replicas-not-ready",
-                WARNING,
-                f"{where}: only {ready} of {desired} replicas are ready",
-                f"kubectl describe {where} -n {namespace}",
-                where,
-            )
-        )
-
-    secret_ref = _redis_secret(dep)
-    if secret_ref == ("", ""):
-        findings.append(
-            _finding(
-                "cluster-redis-url-plain",
-                ERROR,
-                f"{where}: REDIS_URL is a plain env value, not a Secret reference",
-                "set redis.externalSecretName (the chart renders a secretKeyRef)",
-                where,
-            )
-        )
-    elif secret_ref is not None:
-        name, key = secret_ref
-        facts.append(f"REDIS_URL from secret/{name} key {key}")
-        try:
-            secret = core.read_namespaced_secret(name, namespace)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            findings.append(
-                _finding(
-                    "cluster-secret-missing",
-                    ERROR,
-                    f"secret/{name} (REDIS_URL) does not exist in {namespace}",
-                    f"kubectl create secret generic {name} -n {namespace} "
-                    "--from-literal=REDIS_URL='redis://:<password>@host:6379/0'",
-                    f"secret/{name}",
-                )
-            )
-        else:
-            keys = set(secret.data or {}) | set(secret.string_data or {})
-            if "REDIS_URL" not in keys:
-                shown = ", ".join(sorted(keys)) or "none"
-                findings.append(
-                    _finding(
-                        "cluster-secret-key-missing",
-                        ERROR,
-                        f"secret/{name} has no key REDIS_URL (keys: {shown})",
-                        "recreate it with --from-literal=REDIS_URL=... "
-                        "(the key name must be exactly REDIS_URL)",
-                        f"secret/{name}",
-                    )
-                )
-
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-    running = [p for p in pods if p.status and p.status.phase == "Running"]
-    facts.append(f"{len(running)} running pod(s) of {len(pods)}")
-    seen: dict[str, str] = {}
-    channels: dict[str, str] = {}
-    many = max(len(running), desired, high or 0) > 1
-    for pod in running:
+    seen, channels = ctx["seen"], ctx["channels"]
+    for pod in pods:
         pname = f"pod/{pod.metadata.name}"
-        log = core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=LOG_LINES) or ""
-        matches = list(ENABLED.finditer(log))
-        match = matches[-1] if matches else None  # the last one counts (the current process)
-        if DISABLED in log and many:
+        status, body = read_readyz(core, namespace, pod)
+        if body is None:
             findings.append(
                 _finding(
-                    "cluster-redis-disabled",
+                    "cluster-pod-readyz-unreadable",
                     ERROR,
-                    f"{pname} logged '{DISABLED}' while {max(len(running), desired)} replicas run: "
-                    "its clients only see events fired on their own replica",
-                    "set redis.enabled=true with redis.externalSecretName, then helm upgrade",
+                    f"{pname}: GET /readyz through the API server's pod proxy answered {status} "
+                    "without the server's readiness body",
+                    f"kubectl get --raw /api/v1/namespaces/{namespace}/pods/{pod.metadata.name}:"
+                    f"{_http_port(pod)}/proxy/readyz (needs get on pods/proxy); kubectl logs "
+                    f"{pod.metadata.name} -n {namespace}",
                     pname,
                 )
             )
-        if match is None:
-            if secret_ref is not None or many:
+            continue
+        replica, bridge, channel = body.get("replica"), body.get("bridge"), body.get("channel")
+        facts.append(f"{pname}: replica {replica} on channel '{channel}' (bridge {bridge})")
+        if body.get("status") != "ready":
+            findings.append(
+                _finding(
+                    "cluster-pod-not-ready",
+                    WARNING,
+                    f"{pname}: /readyz says {body.get('status')!r} (HTTP {status})",
+                    f"kubectl describe {pname} -n {namespace}; check again once the rollout settles",
+                    pname,
+                )
+            )
+        if bridge == "disabled":
+            if ctx["many"]:
                 findings.append(
                     _finding(
-                        "cluster-pod-no-redis-line",
+                        "cluster-redis-disabled",
                         ERROR,
-                        f"{pname} never logged 'Redis pub/sub enabled — replica <uuid> on channel ...'",
-                        f"kubectl logs {pod.metadata.name} -n {namespace} (is REDIS_URL set and reachable?)",
+                        f"{pname} runs without Redis (bridge disabled) while {ctx['count']} replicas run "
+                        "or may run: its clients only see events fired on their own replica",
+                        "set redis.enabled=true with redis.externalSecretName, then helm upgrade",
+                        pname,
+                    )
+                )
+            if ctx["redis"]:
+                findings.append(
+                    _finding(
+                        "cluster-pod-redis-off",
+                        ERROR,
+                        f"{pname}: the Deployment sets REDIS_URL but /readyz reports the bridge disabled",
+                        f"kubectl logs {pod.metadata.name} -n {namespace} (does the image read REDIS_URL?)",
                         pname,
                     )
                 )
             continue
-        replica, channel = match.group(1), match.group(2)
-        facts.append(f"{pname}: replica {replica} on channel '{channel}'")
+        if bridge in ("connecting", "reconnecting"):
+            findings.append(
+                _finding(
+                    "cluster-redis-not-connected",
+                    WARNING,
+                    f"{pname}: Redis bridge is {bridge}: events from other replicas do not reach it now",
+                    "check that Redis is reachable from the pods (host, port, password, TLS)",
+                    pname,
+                )
+            )
         if replica in seen:
             findings.append(
                 _finding(
@@ -181,6 +201,73 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
             )
         seen[replica] = pod.metadata.name
         channels[pod.metadata.name] = channel
+    return facts, findings
+
+
+def check(api_client: object, namespace: str, release: str) -> tuple[list[str], list[Finding]]:
+    """Run every check; return (facts for the report, findings)."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api_client)
+    core = client.CoreV1Api(api_client)
+    autoscaling = client.AutoscalingV2Api(api_client)
+    selector = SELECTOR.format(release=release)
+    facts: list[str] = []
+    findings: list[Finding] = []
+
+    deployments = apps.list_namespaced_deployment(namespace, label_selector=selector).items
+    if not deployments:
+        message = f"no Deployment with labels {selector} in namespace {namespace}"
+        fix = "check --release and --namespace (helm list -A)"
+        return facts, [_finding("cluster-deployment-missing", ERROR, message, fix, f"namespace/{namespace}")]
+    hpas = autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, label_selector=selector).items
+    hpa_by_target = {
+        h.spec.scale_target_ref.name: h for h in hpas if h.spec.scale_target_ref.kind == "Deployment"
+    }
+    pods_by_dep: dict[str, list] = {}
+    count = 0
+    secrets: set[str] = set()
+    redis = False
+    for dep in sorted(deployments, key=lambda d: d.metadata.name):
+        where = f"deployment/{dep.metadata.name}"
+        desired = dep.spec.replicas if dep.spec.replicas is not None else 1
+        ready = (dep.status.ready_replicas or 0) if dep.status else 0
+        facts.append(f"{where}: {desired} desired, {ready} ready")
+        high = desired
+        hpa = hpa_by_target.get(dep.metadata.name)
+        if hpa is not None:
+            high = hpa.spec.max_replicas or desired
+            current = hpa.status.current_replicas if hpa.status else None
+            facts.append(
+                f"hpa/{hpa.metadata.name}: min {hpa.spec.min_replicas}, max {high}, current {current}"
+            )
+        if ready < desired:
+            message = f"{where}: only {ready} of {desired} replicas are ready"
+            fix = f"kubectl describe {where} -n {namespace}"
+            findings.append(_finding("cluster-replicas-not-ready", WARNING, message, fix, where))
+        secret_ref = _redis_secret(dep)
+        if secret_ref == ("", ""):
+            message = f"{where}: REDIS_URL is a plain env value, not a Secret reference"
+            fix = "set redis.externalSecretName (the chart renders a secretKeyRef)"
+            findings.append(_finding("cluster-redis-url-plain", ERROR, message, fix, where))
+        elif secret_ref is not None and secret_ref[0] not in secrets:
+            secrets.add(secret_ref[0])
+            findings += _secret_findings(core, namespace, secret_ref[0], facts)
+        redis = redis or secret_ref is not None
+        labels = (dep.spec.selector.match_labels or {}) if dep.spec.selector else {}
+        pod_selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or selector
+        pods = core.list_namespaced_pod(namespace, label_selector=pod_selector).items
+        running = [p for p in pods if p.status and p.status.phase == "Running"]
+        facts.append(f"{len(running)} running pod(s) of {len(pods)}")
+        pods_by_dep[dep.metadata.name] = running
+        count += max(len(running), desired, high)
+    # The bus spans the release: two tiers of one replica each still need Redis to share events.
+    ctx = {"many": count > 1, "count": count, "redis": redis, "seen": {}, "channels": {}}
+    for running in pods_by_dep.values():
+        pod_facts, pod_findings = _pod_findings(core, namespace, running, ctx)
+        facts += pod_facts
+        findings += pod_findings
+    channels = ctx["channels"]
     if len(set(channels.values())) > 1:
         findings.append(
             _finding(
@@ -188,24 +275,18 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
                 ERROR,
                 "pods use different channels: " + ", ".join(f"{p}={c}" for p, c in sorted(channels.items())),
                 "finish the rollout (kubectl rollout status) so every pod runs the same redis.channel",
-                where,
+                f"namespace/{namespace}",
             )
         )
     return facts, findings
 
 
-def smoke_check(args: object, out: Callable[[str], None]) -> int:
-    """CLI entry for --cluster: prints facts and findings, returns the exit code."""
-    from validator import report
-    from validator.cli import EXIT_INVALID, EXIT_OK, UsageError
+def _connect(options: ClusterOptions) -> tuple[object, str]:
+    """(api client, namespace): --kubeconfig/--context, else $KUBECONFIG, else the pod's ServiceAccount."""
+    import kubernetes
+    from kubernetes import config
 
-    try:
-        import kubernetes
-        from kubernetes import config
-    except ImportError:
-        raise UsageError("--cluster needs the kubernetes client: pip install 'aifactory[cluster]'") from None
-    kubeconfig = getattr(args, "kubeconfig", None)
-    context = getattr(args, "context", None)
+    kubeconfig = options.kubeconfig
     in_pod = (
         not kubeconfig
         and "KUBERNETES_SERVICE_HOST" in os.environ
@@ -218,42 +299,33 @@ def smoke_check(args: object, out: Callable[[str], None]) -> int:
             with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as fh:
                 active = {"context": {"namespace": fh.read().strip()}}
         else:
-            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=options.context)
             _, active = config.list_kube_config_contexts(config_file=kubeconfig)
     except (config.ConfigException, OSError, TypeError, ValueError) as exc:
-        raise UsageError(f"cannot load kubeconfig: {exc}") from None
-    namespace = (
-        getattr(args, "namespace", None) or (active or {}).get("context", {}).get("namespace") or "default"
-    )
-    release = getattr(args, "release", "aifactory")
+        raise ClusterError(f"cannot load kubeconfig: {exc}") from None
+    namespace = options.namespace or (active or {}).get("context", {}).get("namespace") or "default"
+    return api_client, namespace
+
+
+def smoke_check(options: ClusterOptions) -> tuple[str, list[str], list[Finding]]:
+    """(what was checked, facts, findings) for a release; ClusterError when the cluster cannot answer."""
     try:
-        facts, findings = check(api_client, namespace, release)
+        import kubernetes
+    except ImportError:
+        raise ClusterError(
+            "--cluster needs the kubernetes client: pip install 'aifactory-deploy[cluster]'"
+        ) from None
+    api_client, namespace = _connect(options)
+    try:
+        facts, findings = check(api_client, namespace, options.release)
     except kubernetes.client.ApiException as exc:
-        raise UsageError(f"Kubernetes API refused a request: {exc.status} {exc.reason}") from None
+        raise ClusterError(f"Kubernetes API refused a request: {exc.status} {exc.reason}") from None
     except Exception as exc:  # urllib3 connection errors and the like
         if type(exc).__module__.startswith(("urllib3", "kubernetes", "socket", "ssl")) or isinstance(
             exc, OSError
         ):
-            raise UsageError(f"cannot reach the cluster: {type(exc).__name__}: {exc}") from None
+            raise ClusterError(f"cannot reach the cluster: {type(exc).__name__}: {exc}") from None
         raise
     finally:
-        api_client.close()
-    if getattr(args, "strict", False):
-        for f in findings:
-            f.severity = ERROR
-    fmt = getattr(args, "format", "text")
-    if fmt == "json":
-        out(
-            report.as_json(
-                findings, [f"cluster:{namespace}/{release}"], bool(getattr(args, "strict", False)), ""
-            )
-        )
-    elif fmt == "github":
-        out(report.github(findings))
-    elif fmt == "sarif":
-        out(report.sarif(findings, {}))
-    else:
-        for fact in facts:
-            out(f"  {fact}\n")
-        out(report.text(findings, [f"release {release} in namespace {namespace}"], False))
-    return EXIT_INVALID if any(f.severity == ERROR for f in findings) else EXIT_OK
+        api_client.close()  # type: ignore[attr-defined]
+    return f"release {options.release} in namespace {namespace}", facts, findings

@@ -8,6 +8,8 @@ time, memory or the stack), and every value keeps the position it was written at
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from validator.model import ERROR, WARNING, Finding, Loc, Positions, format_path
@@ -21,8 +23,26 @@ try:
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
+# Finding id -> one-line description (SARIF shortDescription; the table in docs/validator.md says more).
+SUMMARIES = {
+    "yaml-invalid": "not YAML, an undefined or recursive alias, or a bad merge key",
+    "yaml-not-text": "binary data, NUL bytes or not UTF-8",
+    "yaml-not-a-mapping": "the top level is a list or a scalar, not a mapping",
+    "yaml-duplicate-key": "a key written twice in one mapping (Helm keeps the last silently)",
+    "yaml-non-string-key": "a non-string key (1:, true:, n:) that Helm turns into a string",
+    "yaml-multiple-documents": "several --- documents (Helm 3 reads the first, Helm 4 merges them)",
+    "yaml-unknown-tag": "a !!python/... or custom YAML tag",
+    "yaml-complex-key": "a mapping or list used as a key",
+    "yaml-too-deep": "nesting deeper than 64 levels (also through aliases)",
+    "yaml-too-large": "more than 200 000 values after alias expansion",
+    "values-file-too-large": "a values file over 4 MiB",
+    "values-file-empty": "an empty values file (Helm reads no values from it)",
+}
 _TAG = "tag:yaml.org,2002:"
 _GO_YAML_BOOLS = {"y": True, "Y": True, "n": False, "N": False}
+# go-yaml's (Helm's) plain-float shape: 1e1, 1e+1, 1.5E3 are floats there, strings for PyYAML's YAML 1.1.
+_NUMBER_START = frozenset("0123456789+-.")
+_GO_YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _MAP, _SEQ, _SCALAR = 0, 1, 2
 
 
@@ -316,6 +336,8 @@ class _Builder:
         if tag == _TAG + "str" or tag == _TAG + "timestamp":
             if node.plain and value in _GO_YAML_BOOLS:
                 return _GO_YAML_BOOLS[value]  # go-yaml (Helm) reads plain y/n as booleans; PyYAML does not
+            if node.plain and value[:1] in _NUMBER_START and _GO_YAML_FLOAT.fullmatch(value):
+                return float(value)
             return value  # Helm (go-yaml) keeps timestamp-looking values as strings
         if tag == _TAG + "null":
             return None

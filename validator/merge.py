@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from validator.model import WARNING, Finding, Positions, format_path
 
+SUMMARIES = {"values-table-overwritten": "a chart table (map) set to a scalar, or the reverse"}
+
 
 def merge_maps(base: dict, override: dict) -> dict:
     """Helm's mergeMaps for values files: nested maps merge, other values replace."""

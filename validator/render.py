@@ -10,10 +10,29 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 
 from validator.model import ERROR, WARNING, Finding, Loc
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUMMARIES = {
+    "render-helm-failed": "helm template failed on values the validator accepted",
+    "render-kube-schema": "a rendered object violates the Kubernetes OpenAPI schema (strict)",
+    "render-kube-unknown-kind": "no Kubernetes schema for a rendered apiVersion/kind in --kube-version",
+    "render-invalid-yaml": "helm rendered a document that is not YAML",
+}
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What `--render` needs from the command line: the release, the same inputs helm gets, the tools."""
+
+    release: str = "aifactory"
+    files: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    set_strings: list[str] = field(default_factory=list)
+    helm: str | None = None
+    kube_version: str | None = None
 
 
 class RenderUsageError(Exception):
@@ -136,23 +155,18 @@ def default_kube_version() -> str:
     return kubernetes_validate.latest_version()
 
 
-def render_and_check(args: object, chart: object, files: list[str]) -> list[Finding]:
+def render_and_check(options: RenderOptions, chart_dir: str) -> list[Finding]:
+    """helm template with the same inputs, then every object against the Kubernetes schema."""
     try:
         import kubernetes_validate  # noqa: F401 - fail early with a usage message
     except ImportError:
         raise RenderUsageError(
-            "--render needs kubernetes-validate: pip install 'aifactory[render]'"
+            "--render needs kubernetes-validate: pip install 'aifactory-deploy[render]'"
         ) from None
-    helm = find_helm(getattr(args, "helm", None))
-    kube_version = getattr(args, "kube_version", None) or default_kube_version()
+    helm = find_helm(options.helm)
+    kube_version = options.kube_version or default_kube_version()
     cmd = helm_command(
-        helm,
-        getattr(args, "release", "aifactory"),
-        chart.directory,
-        files,  # type: ignore[attr-defined]
-        getattr(args, "set", []),
-        getattr(args, "set_string", []),
-        kube_version,
+        helm, options.release, chart_dir, options.files, options.sets, options.set_strings, kube_version
     )
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

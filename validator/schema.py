@@ -15,6 +15,17 @@ import sys
 from validator.model import ERROR, Finding, Positions, format_path
 
 COMPILER_VERSION = "2"
+# Finding id -> one-line description (SARIF shortDescription; the table in docs/validator.md says more).
+SUMMARIES = {
+    "schema-unknown-key": "a key the chart's values.schema.json does not declare",
+    "schema-type": "a value of the wrong type for the chart's schema",
+    "schema-enum": "a value outside the schema's allowed values",
+    "schema-required": "a key the schema requires is missing (often deleted with null)",
+    "schema-range": "a number outside the schema's minimum/maximum",
+    "schema-length": "a string or list shorter or longer than the schema allows",
+    "schema-pattern": "a string that does not match the schema's pattern (Go RE2 semantics)",
+    "schema-invalid": "a value that fails another keyword of the chart's schema",
+}
 _SENSITIVE = ("url", "password", "secret", "token", "key")
 
 TYPE_CHECKING = False

@@ -36,7 +36,7 @@ def test_warnings_pass_but_fail_under_strict(tmp_path: Path) -> None:
         (["--set", "redis.enabled"], b"bad --set"),
         (["--set", "a[x]=1"], b"bad --set"),
         (["--chart", "/nonexistent"], b"not a Helm chart"),
-        (["--format", "xml", PROD], b"invalid choice"),
+        (["--format", "xml", PROD], b"'xml' is not one of"),
         ([str(ROOT)], b"is a directory"),
     ],
 )
@@ -158,8 +158,21 @@ def test_pre_commit_hooks_run_the_console_script_per_file() -> None:
     for hook in hooks:
         entry = shlex.split(hook["entry"])
         assert entry[0] == "aifactory-validate" and "--each" in entry and hook["language"] == "python"
-        assert re.search(hook["files"], "deploy/values-prod.yaml")
-        assert not re.search(hook["exclude"], "deploy/values-prod.yaml")
+        for path in (
+            "deploy/aifactory-values.yaml",
+            "values-aifactory-prod.yml",
+            "env/aifactory.values.yaml",
+        ):
+            assert re.search(hook["files"], path) and not re.search(hook["exclude"], path), path
+        for path in (
+            "charts/redis/values.yaml",  # another chart's values
+            "values.yaml",
+            "deploy/values-prod.yaml",  # generic: users opt in with their own `files:` pattern
+            ".github/workflows/aifactory-ci.yaml",  # "aifactory" alone is no values file
+            "k8s/aifactory-deployment.yaml",
+        ):
+            assert not re.search(hook["files"], path), path
+        assert re.search(hook["exclude"], "chart/values.yaml")
         proc = run_cli(*entry[1:], "examples/production.yaml", "examples/hpa.yaml")
         assert proc.returncode == 0, proc.stdout
 
@@ -170,7 +183,7 @@ def test_docs_describe_every_finding_id() -> None:
     from validator.rules import RULES
 
     docs = (ROOT / "docs/validator.md").read_text()
-    source = " ".join(p.read_text() for p in (ROOT / "validator").glob("*.py"))
+    source = " ".join(p.read_text() for p in (ROOT / "validator").rglob("*.py"))
     emitted = set(re.findall(r'"((?:yaml|values|schema|render|cluster)-[a-z0-9-]+)"', source))
     for rule_id in emitted | {r.id for r in RULES}:
         assert f"`{rule_id}`" in docs, rule_id

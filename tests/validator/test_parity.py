@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import CHART, EXAMPLES, run_helm
 from tests.validator.helpers import EXTERNAL, REQUESTS, ROOT, ids, validate, write_values
@@ -75,6 +76,10 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     "schema-required-deleted": ({}, ["redis.enabled=null"]),
     "schema-and-refusal": ({"replicaCount": "x", "redis": {"enabled": True}}, []),
     "set-string-type": ({}, []),
+    # go-yaml (Helm) reads 1e1 as the number 10, PyYAML as a string: the validator must side with Helm
+    "replica-count-exponent": ("replicaCount: 1e1\n", []),  # type: ignore[dict-item]
+    "replica-count-exponent-fraction": ("replicaCount: 1.5e0\n", []),  # type: ignore[dict-item]
+    "image-tag-exponent": ("image:\n  tag: 1e1\n", []),  # type: ignore[dict-item]
 }
 CASES["set-string-type"] = ({}, ["--set-string", "replicaCount=3"])
 
@@ -138,6 +143,33 @@ def test_the_validator_knows_every_refusal_the_chart_documents() -> None:
     assert documented, "docs/chart-refusals.md lists no ids"
     assert documented == CHART_IDS
     assert {r.id for r in RULES} >= CHART_IDS
+
+
+def test_user_annotations_override_the_charts_own_once(helm: str, tmp_path: Path) -> None:
+    """docs/chart.md: your ingress.annotations win over the chart's keys of the same name, rendered once."""
+    from tests.chart.rendering import StrictLoader
+
+    timeout = "nginx.ingress.kubernetes.io/proxy-read-timeout"
+    cookie = "nginx.ingress.kubernetes.io/session-cookie-name"
+    values = {
+        **EXTERNAL,
+        "replicaCount": 2,
+        "ingress": {
+            "enabled": True,
+            "hosts": [{"host": "a.example.com"}],
+            "terminalAffinity": {"enabled": True, "controller": "nginx"},
+            "annotations": {timeout: "120", cookie: "mine"},
+        },
+    }
+    assert ids(validate(values), "error") == set()
+    proc = run_helm(helm, "template", "aifactory", str(CHART), "-f", str(write_values(tmp_path, values)))
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.load_all(proc.stdout, Loader=StrictLoader) if d]  # refuses duplicate keys
+    ingresses = {d["metadata"]["name"]: d["metadata"]["annotations"] for d in docs if d["kind"] == "Ingress"}
+    assert ingresses["aifactory-ws"][timeout] == "120"
+    assert ingresses["aifactory-terminal"][timeout] == "120"
+    assert ingresses["aifactory-terminal"][cookie] == "mine"
+    assert proc.stdout.count(f"{timeout}:") == len(ingresses)  # once per Ingress, never twice in one
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))

@@ -72,10 +72,15 @@ CASES: dict[str, tuple[dict, dict, str]] = {
         },
         ERROR,
     ),
-    "annotation-managed-by-chart": (
-        {"ingress": {**AFFINITY, "annotations": {NGINX + "affinity-mode": "persistent"}}},
-        {"ingress": {**AFFINITY, "annotations": {NGINX + "ssl-redirect": "true"}}},
-        ERROR,
+    "ingress-values-without-ingress": (
+        {"ingress": {"annotations": {NGINX + "affinity": "cookie"}}},
+        {"ingress": {**INGRESS, "annotations": {NGINX + "ssl-redirect": "true"}}},
+        WARNING,
+    ),
+    "redis-values-without-redis": (
+        {"redis": {"enabled": False, "externalSecretName": "aifactory-redis"}},
+        EXTERNAL,
+        WARNING,
     ),
     "affinity-mode-balanced-with-hpa": (
         {
@@ -137,6 +142,25 @@ def test_rule_fires_on_the_mistake_and_not_on_the_fix(rule_id: str) -> None:
     assert rule_id not in ids(validate(good))
 
 
+def test_the_specs_own_values_block_warns_that_it_renders_no_ingress() -> None:
+    """The affinity annotations from the multi-replica guide, without ingress.enabled: no Ingress at all."""
+    text = (
+        "replicaCount: 3\nredis:\n  enabled: true\n  externalSecretName: aifactory-redis\n"
+        "ingress:\n  annotations:\n"
+        f"    {NGINX}affinity: cookie\n    {NGINX}session-cookie-path: /ws/terminal\n"
+    )
+    hit = next(f for f in validate(text) if f.rule == "ingress-values-without-ingress")
+    assert "ingress.annotations set while ingress.enabled=false" in hit.message
+    assert (hit.location.line, hit.location.column) == (6, 3)
+    assert "ingress-values-without-ingress" not in ids(validate({"ingress": {"enabled": False}}))
+
+
+def test_redis_url_and_secret_while_redis_is_off_both_warn() -> None:
+    found = validate({"redis": {"url": "redis://r:6379/0", "externalSecretName": "s"}})
+    hits = [f.path for f in found if f.rule == "redis-values-without-redis"]
+    assert hits == ["redis.externalSecretName", "redis.url"]
+
+
 def test_every_rule_is_tested_here_or_in_the_parity_matrix() -> None:
     from tests.validator.test_parity import CHART_IDS
 
@@ -147,7 +171,8 @@ def test_every_rule_is_tested_here_or_in_the_parity_matrix() -> None:
 def test_pdb_that_can_never_evict_is_an_error_for_charts_that_allow_zero(tmp_path) -> None:
     """This chart's schema already refuses maxUnavailable 0; the rule guards charts passed with --chart."""
     from validator.model import Positions
-    from validator.rules import Context, pdb_blocks_eviction
+    from validator.rules import Context
+    from validator.rules.replicas import pdb_blocks_eviction
 
     values = {"replicaCount": 3, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "0%"}}
     found = list(pdb_blocks_eviction(Context(values, Positions(), set())))

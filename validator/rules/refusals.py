@@ -1,0 +1,78 @@
+"""The chart's own render-time refusals (`aifactory.validate` in the chart's templates), same ids and the
+same Go-template truthiness, so `helm template` fails exactly when one of these reports an error."""
+
+from __future__ import annotations
+
+from validator.model import ERROR, Finding
+from validator.rules.core import Context, rule, truthy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from validator.rules.core import Emit
+
+RESERVED_ENV = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
+
+
+@rule("redis-source-missing", ERROR, "redis.enabled=true with neither redis.url nor redis.externalSecretName")
+def redis_source_missing(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    redis = ctx.mapping("redis")
+    if (
+        truthy(redis.get("enabled"))
+        and not truthy(redis.get("url"))
+        and not truthy(redis.get("externalSecretName"))
+    ):
+        yield finding(
+            "redis.enabled=true but neither redis.externalSecretName nor redis.url is set; "
+            "the chart refuses to render",
+            "create the Secret (kubectl create secret generic aifactory-redis "
+            "--from-literal=REDIS_URL='redis://:<password>@redis.aifactory.svc:6379/0') and set "
+            "redis.externalSecretName=aifactory-redis (or redis.url for dev only, or redis.enabled=false)",
+            "redis.enabled",
+            ctx.loc("redis", "enabled"),
+        )
+
+
+@rule("redis-source-ambiguous", ERROR, "redis.url and redis.externalSecretName both set")
+def redis_source_ambiguous(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    redis = ctx.mapping("redis")
+    if truthy(redis.get("enabled")) and truthy(redis.get("url")) and truthy(redis.get("externalSecretName")):
+        yield finding(
+            "redis.url and redis.externalSecretName are both set, so REDIS_URL would be ambiguous; "
+            "the chart refuses to render",
+            "remove redis.url to use the Secret (the production path), or remove redis.externalSecretName "
+            "to use the inline dev-only URL",
+            "redis.url",
+            ctx.loc("redis", "url"),
+        )
+
+
+@rule("hpa-min-above-max", ERROR, "autoscaling.minReplicas > autoscaling.maxReplicas (even while disabled)")
+def hpa_min_above_max(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    low, high = ctx.number("autoscaling", "minReplicas"), ctx.number("autoscaling", "maxReplicas")
+    if low is not None and high is not None and low > high:
+        yield finding(
+            f"autoscaling.minReplicas ({low}) is greater than autoscaling.maxReplicas ({high}); "
+            "the chart refuses to render (even while autoscaling is disabled)",
+            "lower autoscaling.minReplicas or raise autoscaling.maxReplicas",
+            "autoscaling.minReplicas",
+            ctx.loc("autoscaling", "minReplicas"),
+        )
+
+
+@rule("extra-env-reserved", ERROR, "extraEnv sets a variable the chart manages (REDIS_URL, PORT, ...)")
+def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    env = ctx.get("extraEnv")
+    if not isinstance(env, list):
+        return
+    for i, item in enumerate(env):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name in RESERVED_ENV:
+            yield finding(
+                f"extraEnv sets {name}, which the chart manages itself; the chart refuses to render",
+                "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
+                "auth.existingSecret / server.logLevel instead",
+                f"extraEnv[{i}].name",
+                ctx.loc("extraEnv", i, "name"),
+            )
