@@ -1,4 +1,4 @@
-"""`aifactory-server`: `serve` (default) runs the web server; `token` mints a JWT for a user.
+"""`aifactory-server` (click): `serve` (default) runs the web server; `token` mints a JWT for a user.
 
 This is the only place with process concerns: argument parsing, logging setup, exit codes. A bad
 setting prints one line on stderr naming the variable and the fix, and exits 2 without a traceback.
@@ -6,7 +6,6 @@ setting prints one line on stderr naming the variable and the fix, and exits 2 w
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -15,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import unquote_plus
+
+import click
 
 from aifactory.config import (
     ConfigError,
@@ -167,7 +168,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     )
 
 
-def cmd_serve(_args: argparse.Namespace) -> int:
+def cmd_serve() -> int:
+    """Run the server until SIGTERM/SIGINT; bad settings exit 2 with one line before anything starts."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -202,13 +204,14 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace) -> int:
+def cmd_token(user: str, org: str, role: str, ttl: int) -> int:
+    """Print a signed JWT on stdout (AIFACTORY_AUTH_SECRET, else the dev secret file)."""
     from aifactory.auth import ROLES, mint_token
     from aifactory.constants import MAX_ID_LEN
 
-    if args.role not in ROLES:
-        return _fail(f"--role {args.role!r} is not one of {', '.join(ROLES)}")
-    if not (0 < len(args.user.strip()) <= MAX_ID_LEN and 0 < len(args.org.strip()) <= MAX_ID_LEN):
+    if role not in ROLES:
+        return _fail(f"--role {role!r} is not one of {', '.join(ROLES)}")
+    if not (0 < len(user.strip()) <= MAX_ID_LEN and 0 < len(org.strip()) <= MAX_ID_LEN):
         return _fail(f"--user and --org must be non-empty and at most {MAX_ID_LEN} characters")
     secret = os.environ.get("AIFACTORY_AUTH_SECRET", "").strip()
     try:
@@ -221,35 +224,53 @@ def cmd_token(args: argparse.Namespace) -> int:
             )
     except ConfigError as exc:
         return _fail(str(exc))
-    print(mint_token(secret, args.user, args.org, args.role, args.ttl))
+    print(mint_token(secret, user, org, role, ttl))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aifactory-server",
-        description="AIFactory web server with the Redis pub/sub fan-out bridge. "
-        "Configured by env vars; see docs/server.md.",
-    )
-    sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the web server (default)")
-    serve.set_defaults(func=cmd_serve)
-    token = sub.add_parser(
-        "token", help="print a signed JWT (uses AIFACTORY_AUTH_SECRET, else the dev secret)"
-    )
-    token.add_argument("--user", required=True, help="user id (claim sub)")
-    token.add_argument("--org", default="default", help="org id (claim org; default: default)")
-    token.add_argument("--role", default="user", help="user | admin | service (default: user)")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default: 3600)")
-    token.set_defaults(func=cmd_token)
-    parser.set_defaults(func=cmd_serve)
-    return parser
+@click.group(
+    "aifactory-server",
+    invoke_without_command=True,
+    help="AIFactory web server with the Redis pub/sub fan-out bridge. Configured by env vars; see "
+    "docs/server.md.",
+    epilog='\b\nshell completion: eval "$(_AIFACTORY_SERVER_COMPLETE=bash_source aifactory-server)"',
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.pass_context
+def cli(ctx: click.Context) -> int | None:
+    if ctx.invoked_subcommand is None:  # bare `aifactory-server` serves, as the image's CMD does
+        return cmd_serve()
+    return None
+
+
+@cli.command("serve", help="Run the web server (the default).")
+def serve() -> int:
+    return cmd_serve()
+
+
+@cli.command("token", help="Print a signed JWT (uses AIFACTORY_AUTH_SECRET, else the dev secret).")
+@click.option("--user", required=True, help="User id (claim sub).")
+@click.option("--org", default="default", show_default=True, help="Org id (claim org).")
+@click.option("--role", default="user", show_default=True, help="user | admin | service.")
+@click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds until expiry.")
+def token(user: str, org: str, role: str, ttl: int) -> int:
+    return cmd_token(user, org, role, ttl)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    """Console-script entry point: exit codes as returned; a usage error is one line and exit 2."""
+    try:
+        rv = cli.main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name="aifactory-server",
+            standalone_mode=False,
+        )
+    except click.UsageError as exc:
+        return _fail(" ".join(exc.format_message().split()))
+    except click.exceptions.Abort:
+        return 130
+    # a group returns its subcommand's result; --help and completion return their exit code
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -46,7 +46,15 @@ def test_bad_setting_exits_2_with_one_line_naming_it(env: dict[str, str], names:
 
 
 @pytest.mark.parametrize(
-    "args", [("token", "--user", "u", "--role", "root"), ("token", "--user", "", "--org", "o")]
+    "args",
+    [
+        ("token", "--user", "u", "--role", "root"),
+        ("token", "--user", "", "--org", "o"),
+        ("token",),  # --user is required
+        ("token", "--user", "u", "--ttl", "soon"),
+        ("servee",),
+        ("--no-such-flag",),
+    ],
 )
 def test_token_command_rejects_bad_arguments_in_one_line(args: tuple[str, ...]) -> None:
     result = run_server_once({"AIFACTORY_AUTH_SECRET": SECRET}, args=args)
@@ -60,3 +68,11 @@ def test_token_command_signs_with_the_configured_secret() -> None:
     assert result.returncode == 0, result.stderr
     principal = verify_token(SECRET, result.stdout.strip())
     assert (principal.user_id, principal.org_id, principal.role) == ("u1", "o1", "user")
+
+
+def test_help_and_shell_completion_exit_zero() -> None:
+    result = run_server_once({}, args=("--help",))
+    assert result.returncode == 0 and "serve" in result.stdout and "token" in result.stdout
+    assert "_AIFACTORY_SERVER_COMPLETE=bash_source" in result.stdout
+    script = run_server_once({"_AIFACTORY_SERVER_COMPLETE": "bash_source"}, args=())
+    assert script.returncode == 0 and "complete -o nosort -F" in script.stdout, script.stderr
