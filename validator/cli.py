@@ -158,9 +158,9 @@ def command(
 ) -> int:
     """The whole run: gather findings (values, or a live release), apply --strict once, print, exit code."""
     if version:
-        from aifactory import __version__
+        from aifactory.constants import VERSION
 
-        _out(f"{PROG} {__version__}\n")
+        _out(f"{PROG} {VERSION}\n")
         return EXIT_OK
     if list_rules:
         return _list_rules()
