@@ -153,6 +153,9 @@ def test_the_specs_own_values_block_warns_that_it_renders_no_ingress() -> None:
     assert "ingress.annotations set while ingress.enabled=false" in hit.message
     assert (hit.location.line, hit.location.column) == (6, 3)
     assert "ingress-values-without-ingress" not in ids(validate({"ingress": {"enabled": False}}))
+    # Traefik's sticky cookie is rendered on the Service, with or without the chart's Ingress
+    traefik = {"terminalAffinity": {"enabled": True, "controller": "traefik"}, "tls": [{"hosts": ["a"]}]}
+    assert "ingress-values-without-ingress" not in ids(validate({"ingress": traefik}))
 
 
 def test_redis_url_and_secret_while_redis_is_off_both_warn() -> None:

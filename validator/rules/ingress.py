@@ -174,11 +174,17 @@ def terminal_affinity_without_ingress(ctx: Context, finding: Emit) -> Iterator[F
 def ingress_values_without_ingress(ctx: Context, finding: Emit) -> Iterator[Finding]:
     if truthy(ctx.get("ingress", "enabled")):
         return
+    # Still used without the Ingress: terminalAffinity (its own rule covers nginx; Traefik's cookie lives on
+    # the Service) and, with Traefik affinity, tls (the cookie's Secure flag).
+    ta = ctx.mapping("ingress", "terminalAffinity")
+    used = {"enabled", "terminalAffinity"}
+    if truthy(ta.get("enabled")) and ta.get("controller") == "traefik":
+        used.add("tls")
     keys = sorted(
         {
             str(path[1])
             for path in ctx.user_paths
-            if len(path) >= 2 and path[0] == "ingress" and path[1] != "enabled" and truthy(ctx.get(*path[:2]))
+            if len(path) >= 2 and path[0] == "ingress" and path[1] not in used and truthy(ctx.get(*path[:2]))
         }
     )
     if not keys:
