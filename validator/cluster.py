@@ -49,6 +49,22 @@ class ClusterOptions:
     context: str | None = None
 
 
+class _Release:
+    """What the whole release looks like (one bus across every Deployment) and what its pods said so far."""
+
+    __slots__ = ("channels", "count", "redis", "seen")
+
+    def __init__(self, count: int, redis: bool) -> None:
+        self.count = count  # replicas that run or may run, all Deployments together
+        self.redis = redis  # some Deployment sets REDIS_URL
+        self.seen: dict[str, str] = {}  # replica id -> pod name
+        self.channels: dict[str, str] = {}  # pod name -> channel
+
+    @property
+    def many(self) -> bool:
+        return self.count > 1
+
+
 def _finding(rule: str, severity: str, message: str, fix: str, where: str) -> Finding:
     return Finding(rule, severity, message, fix, "", Loc(where))
 
@@ -122,11 +138,13 @@ def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | 
     return status, body if isinstance(body, dict) and "replica" in body else None
 
 
-def _pod_findings(core: object, namespace: str, pods: list, ctx: dict) -> tuple[list[str], list[Finding]]:
+def _pod_findings(
+    core: object, namespace: str, pods: list, release: _Release
+) -> tuple[list[str], list[Finding]]:
     """Ask each running pod what it runs: replica id, bridge state, channel; compare across pods."""
     facts: list[str] = []
     findings: list[Finding] = []
-    seen, channels = ctx["seen"], ctx["channels"]
+    seen, channels = release.seen, release.channels
     for pod in pods:
         pname = f"pod/{pod.metadata.name}"
         status, body = read_readyz(core, namespace, pod)
@@ -157,18 +175,18 @@ def _pod_findings(core: object, namespace: str, pods: list, ctx: dict) -> tuple[
                 )
             )
         if bridge == "disabled":
-            if ctx["many"]:
+            if release.many:
                 findings.append(
                     _finding(
                         "cluster-redis-disabled",
                         ERROR,
-                        f"{pname} runs without Redis (bridge disabled) while {ctx['count']} replicas run "
+                        f"{pname} runs without Redis (bridge disabled) while {release.count} replicas run "
                         "or may run: its clients only see events fired on their own replica",
                         "set redis.enabled=true with redis.externalSecretName, then helm upgrade",
                         pname,
                     )
                 )
-            if ctx["redis"]:
+            if release.redis:
                 findings.append(
                     _finding(
                         "cluster-pod-redis-off",
@@ -262,12 +280,12 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
         pods_by_dep[dep.metadata.name] = running
         count += max(len(running), desired, high)
     # The bus spans the release: two tiers of one replica each still need Redis to share events.
-    ctx = {"many": count > 1, "count": count, "redis": redis, "seen": {}, "channels": {}}
+    whole = _Release(count, redis)
     for running in pods_by_dep.values():
-        pod_facts, pod_findings = _pod_findings(core, namespace, running, ctx)
+        pod_facts, pod_findings = _pod_findings(core, namespace, running, whole)
         facts += pod_facts
         findings += pod_findings
-    channels = ctx["channels"]
+    channels = whole.channels
     if len(set(channels.values())) > 1:
         findings.append(
             _finding(
