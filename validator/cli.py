@@ -13,6 +13,12 @@ import click
 
 from validator.exitcodes import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_USAGE, PROG, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the modules themselves load on the paths that need them
+    from validator.chart import Chart
+    from validator.model import Finding
+    from validator.render import RenderOptions
+
 FORMATS = ("text", "json", "github", "sarif")
 
 DESCRIPTION = """\
@@ -72,17 +78,19 @@ def _list_rules() -> int:
     return EXIT_OK
 
 
-def _values_findings(chart: object, names: list[str], sets: list[tuple[str, bool]], each: bool) -> list:
+def _values_findings(
+    chart: Chart, names: list[str], sets: list[tuple[str, bool]], each: bool
+) -> list[Finding]:
     """The pipeline over the files (merged as one release, or one by one with --each)."""
     from validator import pipeline
     from validator.setvals import SetError
 
     files = [("<stdin>" if name == "-" else name, _read(name)) for name in names]
     groups = [[f] for f in files] if each and files else [files]
-    findings = []
+    findings: list[Finding] = []
     try:
         for group in groups:
-            findings += pipeline.run(chart, group, sets).findings  # type: ignore[arg-type]
+            findings += pipeline.run(chart, group, sets).findings
     except SetError as exc:
         raise UsageError(f"bad --set: {exc}") from None
     return findings
@@ -90,7 +98,7 @@ def _values_findings(chart: object, names: list[str], sets: list[tuple[str, bool
 
 def _cluster(
     release: str, namespace: str | None, kubeconfig: str | None, context: str | None
-) -> tuple[str, list[str], list]:
+) -> tuple[str, list[str], list[Finding]]:
     from validator.cluster import ClusterError, ClusterOptions, smoke_check
 
     options = ClusterOptions(release=release, namespace=namespace, kubeconfig=kubeconfig, context=context)
@@ -100,11 +108,11 @@ def _cluster(
         raise UsageError(str(exc)) from None
 
 
-def _render(options: object, chart_dir: str) -> list:
+def _render(options: RenderOptions, chart_dir: str) -> list[Finding]:
     from validator.render import RenderUsageError, render_and_check
 
     try:
-        return render_and_check(options, chart_dir)  # type: ignore[arg-type]
+        return render_and_check(options, chart_dir)
     except RenderUsageError as exc:
         raise UsageError(str(exc)) from None
 
