@@ -106,3 +106,41 @@ def test_bash_completion_completes_options_in_a_real_shell() -> None:
         ["bash", "-c", probe], capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}
     )
     assert out.stdout.split() == ["sarif"], out.stdout + out.stderr
+
+
+def test_the_built_wheel_is_our_distribution_and_validates_with_its_own_chart(tmp_path: Path) -> None:
+    """docs/validator.md: build a wheel from a checkout and install it; it carries the chart inside."""
+    import sys
+
+    wheels = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("*.whl")
+    assert wheel.name.startswith("aifactory_deploy-")
+    site = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr
+    (tmp_path / "values.yaml").write_text("redis:\n  enabled: true\n")
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    probe = "import validator.chart as c, sys; print(c.Chart(None).directory); sys.exit(0)"
+    where = subprocess.run([sys.executable, "-P", "-c", probe], capture_output=True, text=True, env=env)
+    assert where.stdout.strip() == str(site / "validator" / "_chart"), where.stderr
+    proc = subprocess.run(
+        [sys.executable, "-P", "-m", "validator", "values.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "redis-source-missing" in proc.stdout, proc.stdout + proc.stderr
