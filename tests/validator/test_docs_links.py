@@ -112,24 +112,17 @@ def test_the_built_wheel_is_our_distribution_and_validates_with_its_own_chart(tm
     """docs/validator.md: build a wheel from a checkout and install it; it carries the chart inside."""
     import sys
 
-    wheels = tmp_path / "dist"
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr
+    def pip(*args: str) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", *args, "-q"], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr
+
+    wheels, site = tmp_path / "dist", tmp_path / "site"
+    pip("wheel", "--no-deps", "-w", str(wheels), str(ROOT))
     (wheel,) = wheels.glob("*.whl")
     assert wheel.name.startswith("aifactory_deploy-")
-    site = tmp_path / "site"
-    installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert installed.returncode == 0, installed.stderr
+    pip("install", "--no-deps", "--target", str(site), str(wheel))
     (tmp_path / "values.yaml").write_text("redis:\n  enabled: true\n")
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     probe = "import validator.chart as c, sys; print(c.Chart(None).directory); sys.exit(0)"

@@ -45,16 +45,22 @@ def _unavailable(value: object, pods: int) -> int | None:
     return None
 
 
-@rule("pdb-blocks-eviction", ERROR, "PodDisruptionBudget that can never allow an eviction")
-def pdb_blocks_eviction(ctx: Context, finding: Emit) -> Iterator[Finding]:
+def _rendered_budget(ctx: Context) -> tuple[int, object, int | None]:
+    """(minimum pods, maxUnavailable as written, pods it lets go); the last two are None without a PDB."""
     low, _ = ctx.replica_range()
     pdb = ctx.mapping("podDisruptionBudget")
     if not truthy(pdb.get("enabled")) or low <= 1:
-        return
-    allowed = _unavailable(pdb.get("maxUnavailable"), low)
+        return low, None, None  # no PDB rendered: nothing to check
+    raw = pdb.get("maxUnavailable")
+    return low, raw, _unavailable(raw, low)
+
+
+@rule("pdb-blocks-eviction", ERROR, "PodDisruptionBudget that can never allow an eviction")
+def pdb_blocks_eviction(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    _, raw, allowed = _rendered_budget(ctx)
     if allowed is not None and allowed <= 0:
         yield finding(
-            f"podDisruptionBudget.maxUnavailable={pdb.get('maxUnavailable')} allows no eviction: node drains "
+            f"podDisruptionBudget.maxUnavailable={raw} allows no eviction: node drains "
             "and cluster upgrades would block forever",
             "set podDisruptionBudget.maxUnavailable to 1 (or a percentage that rounds to at least one pod)",
             "podDisruptionBudget.maxUnavailable",
@@ -64,14 +70,10 @@ def pdb_blocks_eviction(ctx: Context, finding: Emit) -> Iterator[Finding]:
 
 @rule("pdb-allows-full-outage", WARNING, "PDB maxUnavailable covers every pod at the minimum replica count")
 def pdb_allows_full_outage(ctx: Context, finding: Emit) -> Iterator[Finding]:
-    low, _ = ctx.replica_range()
-    pdb = ctx.mapping("podDisruptionBudget")
-    if not truthy(pdb.get("enabled")) or low <= 1:
-        return
-    allowed = _unavailable(pdb.get("maxUnavailable"), low)
+    low, raw, allowed = _rendered_budget(ctx)
     if allowed is not None and allowed >= low:
         yield finding(
-            f"podDisruptionBudget.maxUnavailable={pdb.get('maxUnavailable')} lets a drain evict all {low} "
+            f"podDisruptionBudget.maxUnavailable={raw} lets a drain evict all {low} "
             "pods at once: the budget protects nothing",
             f"set podDisruptionBudget.maxUnavailable below {low} (1 is the usual choice)",
             "podDisruptionBudget.maxUnavailable",
