@@ -321,3 +321,23 @@ def test_json_output_for_ci(cluster: tuple[Cluster, Path]) -> None:
     assert rc == 1 and doc["valid"] is False
     assert [f["rule"] for f in doc["findings"]] == ["cluster-replica-id-duplicate"]
     assert doc["files"] == ["release aifactory in namespace aifactory"]
+
+
+def test_the_release_selector_and_port_name_match_what_the_chart_renders(helm: str) -> None:
+    """--cluster finds Deployments/HPAs by labels and /readyz by the `http` port: tie both to the chart."""
+    import yaml
+
+    from tests.conftest import CHART, EXAMPLES, run_helm
+    from validator.cluster import HTTP_PORT_NAME, SELECTOR
+
+    proc = run_helm(helm, "template", "aifactory", str(CHART), "-f", str(EXAMPLES / "hpa.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    wanted = dict(pair.split("=") for pair in SELECTOR.format(release="aifactory").split(","))
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "HorizontalPodAutoscaler")]
+    assert {d["kind"] for d in workloads} == {"Deployment", "HorizontalPodAutoscaler"}
+    for obj in workloads:
+        assert wanted.items() <= obj["metadata"]["labels"].items(), obj["metadata"]
+    for dep in (d for d in workloads if d["kind"] == "Deployment"):
+        ports = [p for c in dep["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])]
+        assert HTTP_PORT_NAME in {p["name"] for p in ports}
