@@ -40,8 +40,9 @@ MAX_ID_LEN = 256
 EVENTS_PATH = "/ws/events"
 TERMINAL_PATH = "/ws/terminal"
 
-# The two startup lines of logger "aifactory.bus" (exactly one per process). Operators grep for them and
-# `aifactory-validate --cluster` reads them from the pods' logs; ENABLED_LINE takes (replica, channel).
+# The two startup lines of logger "aifactory.bus" (exactly one per process). Operators grep for them as a
+# smoke check (`aifactory-validate --cluster` asks each pod's /readyz instead, which cannot scroll away);
+# ENABLED_LINE takes (replica, channel).
 ENABLED_LINE = "Redis pub/sub enabled — replica %s on channel '%s'"
 DISABLED_LINE = "Redis pub/sub disabled (REDIS_URL unset) — in-process broadcasts only"
 _head, _middle, _tail = ENABLED_LINE.split("%s")
