@@ -1,17 +1,24 @@
-# Entry points: make test | make demo | make bench | make soak | make docs | make lint
+# Entry points: make test | make demo | make bench | make soak | make docs | make lint | make image
 # Each installs what it needs by itself (virtualenv, Python deps, helm/kubectl, system binaries).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS_STAMP := .tools/.fetched
-SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium
+SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
+	$(IMAGE_DEPS)
+# The image build and container tests (docs/image.md): podman on runc, netavark networks with DNS, the pods'
+# pause binary, debootstrap for the base, iptables + nsenter to mute one pod's Redis link.
+IMAGE_DEPS := podman=podman runc=runc /usr/lib/podman/netavark=netavark /usr/lib/podman/aardvark-dns=aardvark-dns \
+	catatonit=catatonit debootstrap=debootstrap iptables=iptables nsenter=util-linux
+# make image ENGINE=docker builds with a Docker daemon and the Dockerfile's own FROM instead.
+ENGINE ?= auto
 
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export AIFACTORY_HELM4 := $(CURDIR)/.tools/helm4/helm
 export AIFACTORY_HELM3 := $(CURDIR)/.tools/helm3/helm
 
-.PHONY: test demo bench soak docs lint venv tools system-deps clean
+.PHONY: test demo bench soak docs lint image venv tools system-deps clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing the project with test deps"
@@ -56,6 +63,10 @@ bench: venv tools system-deps
 soak: venv tools system-deps
 	@echo "==> soak"
 	@$(PY) -m bench.soak
+
+image: venv system-deps
+	@echo "==> image: building the aifactory-server image (scripts/image/build.py, engine $(ENGINE))"
+	@$(PY) scripts/image/build.py --engine $(ENGINE)
 
 docs: venv
 	@echo "==> generating docs/values.md from chart/values.schema.json + chart/values.yaml"

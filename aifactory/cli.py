@@ -236,6 +236,8 @@ def cmd_token(user: str, org: str, role: str, ttl: int) -> int:
     epilog='\b\nshell completion: eval "$(_AIFACTORY_SERVER_COMPLETE=bash_source aifactory-server)"',
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# The installed distribution's version: the image's and the chart's appVersion (tests check they agree).
+@click.version_option(package_name="aifactory", prog_name="aifactory-server", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> int | None:
     if ctx.invoked_subcommand is None:  # bare `aifactory-server` serves, as the image's CMD does
