@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -28,13 +29,18 @@ def example_settings() -> LbSettings:
 
 @dataclass
 class HAProxy:
-    """`haproxy -db` on a free loopback port; `stop()` ends only this process."""
+    """`haproxy -db` on a free loopback port; `stop()` ends only this process.
+
+    `admin_socket=True` opens HAProxy's runtime API, so a test can take servers in and out of rotation the
+    way a Kubernetes ingress follows Endpoints (`set_serving`), instead of waiting for health checks.
+    """
 
     servers: list[str]
     settings: LbSettings = field(default_factory=example_settings)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aif-haproxy-")))
+    admin_socket: bool = False
 
     @property
     def http(self) -> str:
@@ -53,9 +59,10 @@ class HAProxy:
         if binary is None:  # `make test` installs it (SYSTEM_DEPS); missing means a broken setup
             raise RuntimeError("haproxy not found: run the tests through `make test`")
         cfg = self.workdir / "haproxy.cfg"
-        cfg.write_text(
-            render(self.settings, self.servers, bind=f"127.0.0.1:{self.port}", served_by_header=SERVED_BY)
-        )
+        text = render(self.settings, self.servers, bind=f"127.0.0.1:{self.port}", served_by_header=SERVED_BY)
+        if self.admin_socket:
+            text = text.replace("global\n", f"global\n    stats socket {self.socket_path} level admin\n", 1)
+        cfg.write_text(text)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [binary, "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -66,6 +73,26 @@ class HAProxy:
             self.stop()
             raise RuntimeError(f"haproxy did not start:\n{self.log_path.read_text()}") from None
         return self
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "admin.sock"
+
+    def command(self, line: str) -> str:
+        """One runtime API command (needs admin_socket=True); HAProxy's answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket_path))
+            sock.sendall(line.encode() + b"\n")
+            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+
+    def set_serving(self, serving: set[str]) -> None:
+        """Route only to the servers (host:port) in `serving`; the rest go to maintenance (both backends)."""
+        for i, server in enumerate(self.servers, start=1):
+            state = "ready" if server in serving else "maint"
+            for backend in ("balanced", "terminal"):
+                answer = self.command(f"set server {backend}/r{i} state {state}")
+                assert answer.strip() == "", answer
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

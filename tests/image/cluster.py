@@ -21,7 +21,9 @@ import ipaddress
 import json
 import secrets
 import tempfile
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,8 @@ class Cluster:
     endpoints_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aif-endpoints-")))
     _docs: list[dict[str, Any]] = field(default_factory=list)
     auth_secret: str = ""
+    endpoint_listeners: list[Callable[[set[str]], None]] = field(default_factory=list)
+    stopped: dict[str, tuple[float, str]] = field(default_factory=dict)  # pod -> (stop seconds, its logs)
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = field(
         default_factory=lambda: ipaddress.ip_network("0.0.0.0/32")
     )
@@ -211,12 +215,21 @@ class Cluster:
         )
 
     def stop_pod(self, pod: Pod) -> None:
-        """Delete a pod as the kubelet does: SIGTERM, the grace period, then remove it and its emptyDir."""
+        """Delete a pod as Kubernetes does: out of the endpoints, SIGTERM to the server, the grace period,
+        then the pod's network, then remove it and its emptyDir."""
+        self.update_endpoints(leaving=pod)
         grace = self.deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
-        podman("pod", "stop", "-t", str(grace), pod.pod, timeout=grace + 30)
+        started = time.monotonic()
+        # The kubelet stops the app containers first and the sandbox (the network) after: `podman pod stop`
+        # stops the infra container at the same time, and the server's closing frames can be lost with it.
+        podman("stop", "-t", str(grace), pod.container, timeout=grace + 30)
+        podman("pod", "stop", pod.pod)
+        logs = podman("logs", pod.container)
+        self.stopped[pod.name] = (time.monotonic() - started, logs.stdout + logs.stderr)
         podman("pod", "rm", "-f", pod.pod)
         podman("volume", "rm", "-f", pod.volume, check=False)
         self.pods.remove(pod)
+        self.update_endpoints()
 
     # -- the Service ------------------------------------------------------------------------------
     def _start_service(self) -> None:
@@ -241,9 +254,12 @@ class Cluster:
             lambda: "service proxy on" in podman("logs", self.service_name).stdout, 30, "the Service proxy"
         )
 
-    def update_endpoints(self) -> None:
-        """What the Endpoints controller does: the Service routes to the pods that are ready now."""
-        ready = [p for p in self.pods if self.probe(p, "readinessProbe") == 200]
+    def update_endpoints(self, leaving: Pod | None = None) -> None:
+        """What the Endpoints controller does: the Service (and every listener, e.g. the ingress) routes to
+        the pods that are ready now, never to one that is `leaving` (being deleted)."""
+        ready = [p for p in self.pods if p is not leaving and self.probe(p, "readinessProbe") == 200]
+        for listener in self.endpoint_listeners:
+            listener({f"{p.ip}:{self.port}" for p in ready})
         path = self.endpoints_dir / "ready"
         tmp = path.with_suffix(".new")
         tmp.write_text("".join(f"{p.ip}:{self.target_port}\n" for p in ready))
