@@ -82,7 +82,8 @@ def engine_env() -> dict[str, str]:
 
 
 def engine_cmd(engine: str) -> list[str]:
-    return [*sudo(), engine]
+    """Root podman (the facts in containers.conf are for root); docker talks to its daemon as the user."""
+    return [*sudo(), engine] if engine == "podman" else [engine]
 
 
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:

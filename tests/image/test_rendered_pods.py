@@ -28,7 +28,7 @@ from tests.image.podman import BUILD, inspect, podman, run_in
 from tests.server.wsclient import EventClient
 from tests.support.servers import http_json
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a cold run debootstraps first
 
 ENABLED = re.compile(r"Redis pub/sub enabled — replica ([0-9a-f-]{36}) on channel '([^']+)'")
 # HAProxy server slots: the first generation of pods on .10-.19, the rolled-out one on .20-.29.
