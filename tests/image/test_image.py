@@ -10,7 +10,7 @@ from tests.image.podman import BUILD, inspect, podman
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a cold run debootstraps first
 
-MAX_MB = 200  # measured 173 MB on the debootstrapped bookworm base
+MAX_MB = 200  # measured 174 MB on the debootstrapped bookworm base
 HOST_CA = BUILD.HOST_CA_BUNDLE
 
 

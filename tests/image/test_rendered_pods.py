@@ -22,11 +22,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aifactory.auth import mint_token
+from harness.app_servers import http_json
 from tests.e2e.lb import HAProxy
 from tests.image.cluster import Cluster, Pod
 from tests.image.podman import BUILD, inspect, podman, run_in
 from tests.server.wsclient import EventClient
-from tests.support.servers import http_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a cold run debootstraps first
 
