@@ -24,6 +24,7 @@ from aifactory.config import (
     load_or_create_dev_secret,
     load_settings,
 )
+from aifactory.constants import VERSION
 
 if TYPE_CHECKING:  # uvicorn is imported only when serving, so `token` starts fast
     import uvicorn
@@ -237,7 +238,7 @@ def cmd_token(user: str, org: str, role: str, ttl: int) -> int:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 # The installed distribution's version: the image's and the chart's appVersion (tests check they agree).
-@click.version_option(package_name="aifactory", prog_name="aifactory-server", message="%(prog)s %(version)s")
+@click.version_option(VERSION, prog_name="aifactory-server", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context) -> int | None:
     if ctx.invoked_subcommand is None:  # bare `aifactory-server` serves, as the image's CMD does
