@@ -172,6 +172,9 @@ def test_values_reference_is_up_to_date() -> None:
     spec.loader.exec_module(module)
     committed = (ROOT / "docs" / "values.md").read_text(encoding="utf-8")
     assert module.render() == committed, "docs/values.md is stale: run `make docs` and commit it"
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert module.render_readme() == readme, "chart/README.md is stale: run `make docs` and commit it"
+    assert "| `tiers` |" in readme and "| `networkPolicy.enabled` |" in readme
 
 
 def test_values_reference_covers_every_schema_leaf() -> None:
