@@ -174,3 +174,20 @@ def test_chart_labels_win_over_common_labels(helm: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "evil" not in proc.stdout
+
+
+@pytest.mark.parametrize("values", ["examples/hpa.yaml", "autoscaling-only"])
+def test_validator_accepts_the_documented_hpa_path(values: str, tmp_path) -> None:  # noqa: ANN001
+    """README's `autoscaling.enabled: true` passes aifactory-validate with the chart's default requests."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = ROOT / values
+    if values == "autoscaling-only":
+        path = tmp_path / "values.yaml"
+        path.write_text("autoscaling:\n  enabled: true\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "validator", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "hpa-target-without-requests" not in proc.stdout
