@@ -177,7 +177,7 @@ def test_chart_labels_win_over_common_labels(helm: str) -> None:
 
 
 @pytest.mark.parametrize("values", ["examples/hpa.yaml", "autoscaling-only"])
-def test_validator_accepts_the_documented_hpa_path(values: str, tmp_path) -> None:  # noqa: ANN001
+def test_validator_accepts_the_documented_hpa_path(values: str, tmp_path) -> None:
     """README's `autoscaling.enabled: true` passes aifactory-validate with the chart's default requests."""
     import subprocess
     import sys
