@@ -34,19 +34,36 @@ How to add a refusal:
 {{- end }}
 
 {{- define "aifactory.validate.hpaMinAboveMax" -}}
-{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) -}}
-[hpa-min-above-max] autoscaling.minReplicas ({{ .Values.autoscaling.minReplicas }}) is greater than autoscaling.maxReplicas ({{ .Values.autoscaling.maxReplicas }}). Lower autoscaling.minReplicas or raise autoscaling.maxReplicas.
+{{- $bad := list }}
+{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) }}
+{{- $bad = append $bad (printf "autoscaling.minReplicas (%v) is greater than autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if .Values.tiers }}
+{{- range (include "aifactory.tiers" . | fromJsonArray) }}
+{{- $a := .values.autoscaling }}
+{{- if and (hasKey (index $.Values.tiers .name | default dict) "autoscaling") (gt (int $a.minReplicas) (int $a.maxReplicas)) }}
+{{- $bad = append $bad (printf "tiers.%s.autoscaling.minReplicas (%v) is greater than its maxReplicas (%v)" .name $a.minReplicas $a.maxReplicas) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $bad -}}
+[hpa-min-above-max] {{ join "; " $bad }}. Lower autoscaling.minReplicas or raise autoscaling.maxReplicas.
 {{- end }}
 {{- end }}
 
+{{/* Checks the top-level extraEnv and every tier's own: a tier must not override a Secret reference either. */}}
 {{- define "aifactory.validate.extraEnvReserved" -}}
 {{- $reserved := list "REDIS_URL" "REDIS_CHANNEL" "AIFACTORY_AUTH_SECRET" "PORT" "LOG_LEVEL" }}
 {{- $clashes := list }}
-{{- range .Values.extraEnv }}
+{{- $lists := list .Values.extraEnv }}
+{{- range $_, $tier := (.Values.tiers | default dict) }}{{ if kindIs "map" $tier }}{{ $lists = append $lists $tier.extraEnv }}{{ end }}{{ end }}
+{{- range $env := $lists }}
+{{- range $env }}
 {{- if has .name $reserved }}{{ $clashes = append $clashes .name }}{{ end }}
 {{- end }}
+{{- end }}
 {{- if $clashes -}}
-[extra-env-reserved] extraEnv sets {{ $clashes | uniq | join ", " }}, which the chart manages itself. Remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / auth.existingSecret / server.logLevel instead.
+[extra-env-reserved] extraEnv sets {{ $clashes | uniq | join ", " }}, which the chart manages itself. Remove it from extraEnv (and tiers.<name>.extraEnv) and use redis.externalSecretName / redis.url / redis.channel / auth.existingSecret / server.logLevel instead.
 {{- end }}
 {{- end }}
 

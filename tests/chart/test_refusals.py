@@ -99,6 +99,31 @@ def test_all_problems_are_reported_in_one_failure(helm: str) -> None:
     assert proc.stderr.count("values refused") == 1
 
 
+@pytest.mark.parametrize(
+    ("refusal", "args", "fragment"),
+    [
+        (
+            "extra-env-reserved",
+            sets("tiers.agents.extraEnv[0].name=PORT", "string:tiers.agents.extraEnv[0].value=1"),
+            "extraEnv sets PORT",
+        ),
+        (
+            "hpa-min-above-max",
+            sets("tiers.agents.autoscaling.enabled=true", "tiers.agents.autoscaling.minReplicas=20"),
+            "tiers.agents.autoscaling.minReplicas (20) is greater than its maxReplicas (10)",
+        ),
+    ],
+)
+def test_per_tier_values_are_refused_like_the_top_level_ones(
+    helm: str, refusal: str, args: list[str], fragment: str
+) -> None:
+    proc = template(helm, *TIERS, *args)
+    assert proc.returncode != 0
+    lines = refusal_lines(proc.stderr)
+    assert list(lines) == [refusal], proc.stderr
+    assert fragment in lines[refusal]
+
+
 def test_the_tier_fixture_itself_renders(helm: str) -> None:
     """The refusal cases above differ from a valid two-tier setup by exactly the value they break."""
     proc = template(helm, *TIERS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import BrowserContext, expect
 from websockets.asyncio.client import connect
 
 from deploy.haproxy import lb_settings, load_values, render_tiers
 from tests.conftest import EXAMPLES
 from tests.e2e.lb import SERVED_BY
+from tests.e2e.test_browser import browser  # noqa: F401 - the Debian chromium fixture
 from tests.support.ports import free_port, wait_for_port
 from tests.support.redis_procs import RedisServer
 from tests.support.servers import ServerSet, http_json, new_secret, start_servers
@@ -158,3 +161,33 @@ def test_haproxy_tier_config_refuses_a_tier_without_servers() -> None:
     settings = lb_settings(load_values([EXAMPLES / "tiers.yaml"]))
     with pytest.raises(ValuesError, match="no --tier-server for tier"):
         render_tiers(settings, {"ui": ["127.0.0.1:1"]})
+
+
+def test_browser_on_ui_tier_sees_a_task_that_runs_on_agents(
+    stack: TierStack,
+    browser: BrowserContext,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Debian's chromium through HAProxy: the page and its event socket are served by the ui tier, the
+    task it starts runs on the agents tier (its audit record is written there), the bar fills to 100%."""
+    lb = f"http://127.0.0.1:{stack.port}"
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(lb + "/")
+    page.fill("#token", stack.tiers["ui"].token("erin", org="org-e"))
+    page.click("#signin-button")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#replica")).to_have_attribute("data-replica", re.compile(r".+"))
+    assert page.locator("#replica").get_attribute("data-replica") in stack.replica_ids("ui")
+
+    page.fill("#task-name", "tiered build")
+    page.click("#task-start")
+    row = page.locator("#tasks li").first
+    expect(row).to_have_attribute("data-percent", "100", timeout=30_000)
+
+    def started_here(server: Any) -> bool:
+        return server.audit_path.exists() and "tiered build" in server.audit_path.read_text()
+
+    assert any(started_here(s) for s in stack.tiers["agents"]), "the task was started on an agents replica"
+    assert not any(started_here(s) for s in stack.tiers["ui"]), "no ui replica ran the task"
+    assert errors == [], errors

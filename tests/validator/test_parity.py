@@ -92,6 +92,15 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     "tiers-without-redis": (TIERS, ["redis.enabled=false"]),
     "tiers-no-replicas": (TIERS, ["tiers.agents.replicaCount=0"]),
     "tiers-zero-top-level-one-tier-set": ({**TIERS, "replicaCount": 0}, ["tiers.ui.replicaCount=1"]),
+    "tiers-extra-env-reserved": (
+        TIERS,
+        ["tiers.agents.extraEnv[0].name=REDIS_URL", "tiers.agents.extraEnv[0].value=x"],
+    ),
+    "tiers-hpa-min-above-max": (
+        TIERS,
+        ["tiers.agents.autoscaling.minReplicas=20", "tiers.agents.autoscaling.enabled=true"],
+    ),
+    "tiers-hpa-inherits-fine": (TIERS, ["tiers.agents.autoscaling.enabled=true"]),
     "tiers-no-replicas-but-hpa": (
         TIERS,
         ["tiers.agents.replicaCount=0", "tiers.agents.autoscaling.enabled=true"],
