@@ -55,6 +55,8 @@ def test_openshift_mode_leaves_uids_to_the_platform(helm: str) -> None:
     assert pod == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     assert "runAsUser" not in container(objs)["securityContext"]
     assert container(objs)["securityContext"]["runAsNonRoot"] is True
+    test_pod = one(objs, "Pod")["spec"]["securityContext"]
+    assert test_pod == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}, "helm test too"
 
 
 def test_openshift_auto_mode_detects_the_openshift_api(helm: str) -> None:
