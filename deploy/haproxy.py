@@ -21,6 +21,7 @@ from typing import Any
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
 
 DEFAULT_COOKIE = "aifactory-affinity"
+METRICS_PATH = "/metrics"
 # Plain HTTP request/idle timeouts; WebSockets use `timeout tunnel` from ingress.websocketTimeoutSeconds.
 HTTP_TIMEOUT_SECONDS = 60
 
@@ -67,6 +68,8 @@ class Route:
     path: str
     affinity: bool
     websocket: bool
+    # Refused at the edge (403): ingress.blockMetrics keeps /metrics cluster-internal; exact path match.
+    blocked: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class LbSettings:
     websocket_timeout_s: int
     # (path prefix, tier) from tierRoutes, longest prefix first; empty without tiers.
     tier_routes: tuple[tuple[str, str], ...] = ()
+    block_metrics: bool = False
 
     def tier_for(self, path: str) -> str:
         """The tier the chart's Ingress sends `path` to: the longest tierRoutes prefix (path elements)."""
@@ -106,7 +110,18 @@ class LbSettings:
             Route(path, affinity=False, websocket=path.startswith("/ws/"))
             for path in sorted({p for p, _ in self.tier_routes} - known)
         )
-        return standard + extra
+        blocked = (
+            (Route(METRICS_PATH, affinity=False, websocket=False, blocked=True),)
+            if self.block_metrics
+            else ()
+        )
+        return standard + extra + blocked
+
+    def deny_lines(self) -> list[str]:
+        """Frontend lines refusing the blocked paths, as ingress-nginx's denylist does (403)."""
+        return [
+            f"    http-request deny deny_status 403 if {{ path {r.path} }}" for r in self.routes if r.blocked
+        ]
 
 
 def lb_settings(values: Mapping[str, Any]) -> LbSettings:
@@ -138,6 +153,7 @@ def lb_settings(values: Mapping[str, Any]) -> LbSettings:
             raise ValuesError(f"tierRoutes sends {path} to tier {tier!r}, which is not a key of tiers")
     return LbSettings(
         tier_routes=tuple(sorted(pairs, key=lambda pair: -len(pair[0]))),
+        block_metrics=bool(ingress.get("blockMetrics")),
         affinity=bool(aff.get("enabled")),
         controller=controller,
         cookie_name=cookie,
@@ -180,6 +196,7 @@ def render(
         "",
         "frontend aifactory",
         f"    bind {bind}",
+        *settings.deny_lines(),
         f"    acl terminal path_beg {TERMINAL_PATH}",
         "    use_backend terminal if terminal",
         "    default_backend balanced",
@@ -262,6 +279,7 @@ def render_tiers(
         "",
         "frontend aifactory",
         f"    bind {bind}",
+        *settings.deny_lines(),
         f"    acl terminal path_beg {TERMINAL_PATH}",
         f"    use_backend {terminal_tier}_terminal if terminal",
     ]

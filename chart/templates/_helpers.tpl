@@ -52,8 +52,7 @@ the shared pod spec in _pod.tpl.
 {{/* An `annotations:` block: commonAnnotations, then the object's own keys (which win); nothing if empty. */}}
 {{- define "aifactory.annotations" -}}
 {{- with merge (deepCopy (.own | default dict)) (deepCopy (.root.Values.commonAnnotations | default dict)) }}
-annotations:
-  {{- toYaml . | nindent 2 }}
+{{- dict "annotations" . | toYaml }}
 {{- end }}
 {{- end }}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.chart.cases import NAMESPACE, RELEASE
 from tests.chart.rendering import by_kind, container, one, pod_spec, render
@@ -193,3 +194,20 @@ def test_validator_accepts_the_documented_hpa_path(values: str, tmp_path) -> Non
     proc = subprocess.run([sys.executable, "-m", "validator", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "hpa-target-without-requests" not in proc.stdout
+
+
+def test_metrics_are_refused_at_the_ingress_unless_opted_out(helm: str) -> None:
+    """/metrics shares the http port: by default the Ingress answers it with 403 (ingress-nginx denylist)."""
+    only = ("--set", "ingress.enabled=true", "-s", "templates/ingress.yaml")
+    proc = run_helm(helm, "template", RELEASE, str(CHART), *only)
+    assert proc.returncode == 0, proc.stderr
+    (metrics,) = [
+        d for d in yaml.safe_load_all(proc.stdout) if d and d["metadata"]["name"].endswith("-metrics")
+    ]
+    assert metrics["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/denylist-source-range": "0.0.0.0/0,::/0"
+    }
+    (path,) = metrics["spec"]["rules"][0]["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/metrics", "Exact")
+    opted_out = run_helm(helm, "template", RELEASE, str(CHART), "--set", "ingress.blockMetrics=false", *only)
+    assert "/metrics" not in opted_out.stdout

@@ -107,12 +107,15 @@ def test_ingress_routes_every_path_once_per_host(helm: str, case: str) -> None:
         assert ing["apiVersion"] == "networking.k8s.io/v1"
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
-                assert path["pathType"] == "Prefix"
+                # /metrics is the one Exact path: ingress.blockMetrics refuses it at the controller.
+                assert path["pathType"] == ("Exact" if path["path"] == "/metrics" else "Prefix")
                 assert path["backend"]["service"]["port"] == {"name": "http"}
                 assert path["backend"]["service"]["name"] in services
                 routes.setdefault(rule["host"], []).append(path["path"])
     for host, paths in routes.items():
-        assert sorted(paths) == sorted(["/", EVENTS_PATH, TERMINAL_PATH, *extra]), f"{host}: {paths}"
+        assert sorted(paths) == sorted(["/", EVENTS_PATH, TERMINAL_PATH, "/metrics", *extra]), (
+            f"{host}: {paths}"
+        )
 
 
 def render_values_routes(case: str) -> list[dict[str, str]]:
@@ -223,7 +226,7 @@ def test_hpa_null_cpu_target_leaves_memory_only(helm: str) -> None:
 def test_ingress_without_affinity_has_no_cookie(helm: str) -> None:
     objs = render(helm, "ingress-no-affinity")
     names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
-    assert names == ["aifactory", "aifactory-ws"]
+    assert names == ["aifactory", "aifactory-metrics", "aifactory-ws"]
     for ing in by_kind(objs, "Ingress"):
         annotations = ing["metadata"].get("annotations") or {}
         assert "nginx.ingress.kubernetes.io/affinity" not in annotations
@@ -263,7 +266,7 @@ def test_traefik_terminal_affinity_lives_on_the_service(helm: str) -> None:
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.samesite"] == "strict", "user value wins"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"] == "false", "no TLS configured"
     names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
-    assert names == ["aifactory", "aifactory-ws"], "traefik needs no separate terminal Ingress"
+    assert names == ["aifactory", "aifactory-metrics", "aifactory-ws"], "traefik needs no terminal Ingress"
 
 
 def test_user_annotations_override_generated_ones_but_not_selector_labels(helm: str) -> None:

@@ -86,6 +86,7 @@ def test_ingress_routes_paths_to_tiers(helm: str) -> None:
         "/api/tasks": "aifactory-agents",
         "/ws/events": "aifactory-ui",
         "/ws/terminal": "aifactory-ui",
+        "/metrics": "aifactory-ui",
     }
 
 

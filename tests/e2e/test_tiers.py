@@ -125,6 +125,11 @@ async def test_other_paths_stay_on_ui_and_tasks_prefix_matches_by_path_element(s
     lb = f"http://127.0.0.1:{stack.port}"
     status, body = await asyncio.to_thread(http_json, "GET", lb + "/readyz")
     assert status == 200 and body["replica"] in ui_ids
+    # ingress.blockMetrics (default): /metrics is refused at the balancer, still served to Prometheus.
+    status, _ = await asyncio.to_thread(http_json, "GET", lb + "/metrics")
+    assert status == 403
+    status, _ = await asyncio.to_thread(http_json, "GET", stack.tiers["ui"][0].http + "/metrics")
+    assert status == 200
     # /api/tasksx is not under /api/tasks (Ingress Prefix semantics): the ui tier answers (404 there).
     status, _ = await asyncio.to_thread(http_json, "GET", lb + "/api/tasksx")
     assert status == 404
