@@ -70,7 +70,7 @@ image: venv system-deps
 	@$(PY) scripts/image/build.py --engine $(ENGINE)
 
 docs: venv
-	@echo "==> generating docs/values.md from chart/values.schema.json + chart/values.yaml"
+	@echo "==> generating docs/values.md and chart/README.md from chart/values.schema.json + chart/values.yaml"
 	@$(PY) scripts/gen_values_docs.py
 
 clean:
