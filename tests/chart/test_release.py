@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from aifactory import __version__
+from harness.ports import free_port, wait_for_port
 from tests.conftest import CHART, ROOT, run_helm
-from tests.support.ports import free_port, wait_for_port
 
 REGISTRY_CONFIG = """\
 version: 0.1

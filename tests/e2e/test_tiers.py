@@ -21,12 +21,12 @@ from playwright.sync_api import BrowserContext, expect
 from websockets.asyncio.client import connect
 
 from deploy.haproxy import lb_settings, load_values, render_tiers
+from harness.app_servers import ServerSet, http_json, new_secret, start_servers
+from harness.ports import free_port, wait_for_port
+from harness.redis_servers import RedisServer
 from tests.conftest import EXAMPLES
 from tests.e2e.lb import SERVED_BY
 from tests.e2e.test_browser import browser  # noqa: F401 - the Debian chromium fixture
-from tests.support.ports import free_port, wait_for_port
-from tests.support.redis_procs import RedisServer
-from tests.support.servers import ServerSet, http_json, new_secret, start_servers
 
 
 class TierStack:
