@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS_STAMP := .tools/.fetched
 SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
+	docker-registry=docker-registry \
 	$(IMAGE_DEPS)
 # The image build and container tests (docs/image.md): podman on runc, netavark networks with DNS, the pods'
 # pause binary, debootstrap for the base, iptables + nsenter to mute one pod's Redis link.
@@ -69,7 +70,7 @@ image: venv system-deps
 	@$(PY) scripts/image/build.py --engine $(ENGINE)
 
 docs: venv
-	@echo "==> generating docs/values.md from chart/values.schema.json + chart/values.yaml"
+	@echo "==> generating docs/values.md and chart/README.md from chart/values.schema.json + chart/values.yaml"
 	@$(PY) scripts/gen_values_docs.py
 
 clean:

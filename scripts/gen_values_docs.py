@@ -1,6 +1,7 @@
-"""Generate docs/values.md from chart/values.schema.json (types, rules, descriptions) and chart/values.yaml
-(defaults), so the values reference can never drift from the schema. `make docs` runs it; `--check` exits 1
-when the committed file is stale (the test suite does the same comparison in memory)."""
+"""Generate docs/values.md and the chart's README.md (what Artifact Hub and `helm show readme` display) from
+chart/values.schema.json (types, rules, descriptions), chart/values.yaml (defaults) and chart/Chart.yaml, so
+neither can drift from the schema. `make docs` runs it; `--check` exits 1 when a committed file is stale
+(the test suite does the same comparison in memory)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "chart" / "values.schema.json"
 VALUES = ROOT / "chart" / "values.yaml"
 OUTPUT = ROOT / "docs" / "values.md"
+CHART_META = ROOT / "chart" / "Chart.yaml"
+README = ROOT / "chart" / "README.md"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 _MISSING = object()
 
@@ -105,34 +108,46 @@ def collect_rows(schema: dict[str, Any], values: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def render() -> str:
-    """The full text of docs/values.md for the current schema and values."""
+def _render(template: str) -> str:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     values = yaml.safe_load(VALUES.read_text(encoding="utf-8"))
+    chart = yaml.safe_load(CHART_META.read_text(encoding="utf-8"))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("values.md.j2").render(rows=collect_rows(schema, values), schema=schema)
+    return env.get_template(template).render(rows=collect_rows(schema, values), schema=schema, chart=chart)
+
+
+def render() -> str:
+    """The full text of docs/values.md for the current schema and values."""
+    return _render("values.md.j2")
+
+
+def render_readme() -> str:
+    """The full text of chart/README.md: install commands, then the same values table."""
+    return _render("chart-readme.md.j2")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/values.md is stale")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `make docs` and commit it", file=sys.stderr)
-            return 1
-        print(f"{OUTPUT.relative_to(ROOT)} is up to date")
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)} ({text.count(chr(10))} lines)")
-    return 0
+    stale = 0
+    for output, text in ((OUTPUT, render()), (README, render_readme())):
+        if args.check:
+            current = output.read_text(encoding="utf-8") if output.exists() else ""
+            if current != text:
+                print(f"{output.relative_to(ROOT)} is stale: run `make docs` and commit it", file=sys.stderr)
+                stale = 1
+            else:
+                print(f"{output.relative_to(ROOT)} is up to date")
+            continue
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    return stale
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 {{/*
-Names, labels and the render-time validation of the aifactory chart.
+Names, labels and the tier model of the aifactory chart. The render-time refusals live in _validate.tpl,
+the shared pod spec in _pod.tpl.
 */}}
 
 {{/* Chart name, honouring nameOverride. */}}
@@ -31,20 +32,46 @@ Names, labels and the render-time validation of the aifactory chart.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object: commonLabels first, so the chart's own keys always win. */}}
 {{- define "aifactory.labels" -}}
-helm.sh/chart: {{ include "aifactory.chart" . }}
-{{ include "aifactory.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: aifactory
+{{- include "aifactory.labelsFor" (dict "root" . "component" "web") }}
+{{- end }}
+
+{{/* Labels of an object belonging to one component (a tier name, or "web" without tiers). */}}
+{{- define "aifactory.labelsFor" -}}
+{{- $root := .root }}
+{{- $own := dict
+    "helm.sh/chart" (include "aifactory.chart" $root)
+    "app.kubernetes.io/version" ($root.Chart.AppVersion | toString)
+    "app.kubernetes.io/managed-by" $root.Release.Service
+    "app.kubernetes.io/part-of" "aifactory" }}
+{{- $own = merge $own (include "aifactory.selectorLabelsFor" . | fromYaml) }}
+{{- merge $own (deepCopy ($root.Values.commonLabels | default dict)) | toYaml }}
+{{- end }}
+
+{{/* An `annotations:` block: commonAnnotations, then the object's own keys (which win); nothing if empty. */}}
+{{- define "aifactory.annotations" -}}
+{{- with merge (deepCopy (.own | default dict)) (deepCopy (.root.Values.commonAnnotations | default dict)) }}
+{{- dict "annotations" . | toYaml }}
+{{- end }}
 {{- end }}
 
 {{/* Labels that select the web pods; never change them (Deployment selectors are immutable). */}}
 {{- define "aifactory.selectorLabels" -}}
+{{- include "aifactory.selectorLabelsFor" (dict "root" . "component" "web") }}
+{{- end }}
+
+{{/* Selector labels of one component: "web" without tiers (unchanged since 1.0), else the tier name. */}}
+{{- define "aifactory.selectorLabelsFor" -}}
+app.kubernetes.io/name: {{ include "aifactory.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels every server pod of the release carries, whatever its tier (NetworkPolicy, ServiceMonitor). */}}
+{{- define "aifactory.releaseSelectorLabels" -}}
 app.kubernetes.io/name: {{ include "aifactory.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: web
 {{- end }}
 
 {{- define "aifactory.serviceAccountName" -}}
@@ -96,67 +123,82 @@ never logs every user out), else a fresh random one. `helm template` has no clus
 {{- end }}
 {{- end }}
 
-{{/* Lowest number of replicas that will run: replicaCount, or autoscaling.minReplicas under the HPA. */}}
-{{- define "aifactory.minReplicas" -}}
-{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{/* Lowest number of replicas of one tier's values: replicaCount, or autoscaling.minReplicas under its HPA. */}}
+{{- define "aifactory.tierMinReplicas" -}}
+{{- if .autoscaling.enabled }}{{ int .autoscaling.minReplicas }}{{ else }}{{ int .replicaCount }}{{ end }}
 {{- end }}
 
-{{/* Highest number of replicas that may run: replicaCount, or autoscaling.maxReplicas under the HPA. */}}
+{{- define "aifactory.tierMaxReplicas" -}}
+{{- if .autoscaling.enabled }}{{ int .autoscaling.maxReplicas }}{{ else }}{{ int .replicaCount }}{{ end }}
+{{- end }}
+
+{{/* Lowest number of server replicas that will run in the release (summed over the tiers). */}}
+{{- define "aifactory.minReplicas" -}}
+{{- $sum := 0 }}
+{{- range (include "aifactory.tiers" . | fromJsonArray) }}{{ $sum = add $sum (include "aifactory.tierMinReplicas" .values) }}{{ end }}
+{{- $sum }}
+{{- end }}
+
+{{/* Highest number of server replicas that may run in the release (summed over the tiers). */}}
 {{- define "aifactory.maxReplicas" -}}
-{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.maxReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end }}
+{{- $sum := 0 }}
+{{- range (include "aifactory.tiers" . | fromJsonArray) }}{{ $sum = add $sum (include "aifactory.tierMaxReplicas" .values) }}{{ end }}
+{{- $sum }}
+{{- end }}
+
+{{/* The values a tier may override; every other value is shared by all tiers of the release. */}}
+{{- define "aifactory.tierKeys" -}}
+{{- list "replicaCount" "autoscaling" "podDisruptionBudget" "resources" "nodeSelector" "tolerations" "affinity" "topologySpread" "topologySpreadConstraints" "priorityClassName" "podAnnotations" "podLabels" "extraEnv" "envFrom" "strategy" "terminationGracePeriodSeconds" "runtimeClassName" | toJson }}
 {{- end }}
 
 {{/*
-================================ Render-time refusals ================================
-Each aifactory.validate.* template returns one message (or nothing). aifactory.validate gathers them
-all and fails once, so an operator fixes every problem in one pass. Every message is one line starting
-with a stable [id]; docs/chart-refusals.md lists them and the validator reports the same ids.
+The Deployments the release renders, as a JSON list of {name, fullname, component, values}. Without
+`tiers` there is one, named and labelled exactly as before tiers existed (component "web"). With tiers,
+one per tier, named <fullname>-<tier>: a tier's values are the top-level ones with the tier's keys
+replacing them (maps such as autoscaling merge one level deep, so `autoscaling: {enabled: true}` keeps
+the top-level min/max). A tier's zero values (replicaCount: 0, enabled: false) are kept, not dropped.
 */}}
-
-{{- define "aifactory.validate.redisSourceMissing" -}}
-{{- if and .Values.redis.enabled (not .Values.redis.url) (not .Values.redis.externalSecretName) -}}
-[redis-source-missing] redis.enabled=true but neither redis.externalSecretName nor redis.url is set. Create the Secret with `kubectl create secret generic aifactory-redis --from-literal=REDIS_URL='redis://:<password>@redis.aifactory.svc:6379/0' --namespace {{ .Release.Namespace }}` and set redis.externalSecretName=aifactory-redis (or set redis.url for dev only, or redis.enabled=false).
+{{- define "aifactory.tiers" -}}
+{{- $base := dict }}
+{{- range $k := (include "aifactory.tierKeys" . | fromJsonArray) }}{{ $_ := set $base $k (index $.Values $k) }}{{ end }}
+{{- $out := list }}
+{{- if not .Values.tiers }}
+{{- $out = append $out (dict "name" "" "fullname" (include "aifactory.fullname" .) "component" "web" "values" $base) }}
+{{- else }}
+{{- range $name, $tier := .Values.tiers }}
+{{- $v := deepCopy $base }}
+{{- range $k, $val := ($tier | default dict) }}
+{{- if and (kindIs "map" $val) (kindIs "map" (index $v $k)) }}
+{{- $m := deepCopy (index $v $k) }}
+{{- range $k2, $v2 := $val }}{{ $_ := set $m $k2 $v2 }}{{ end }}
+{{- $_ := set $v $k $m }}
+{{- else }}
+{{- $_ := set $v $k $val }}
 {{- end }}
 {{- end }}
-
-{{- define "aifactory.validate.redisSourceAmbiguous" -}}
-{{- if and .Values.redis.enabled .Values.redis.url .Values.redis.externalSecretName -}}
-[redis-source-ambiguous] redis.url and redis.externalSecretName are both set, so REDIS_URL would be ambiguous. Remove redis.url to use the Secret {{ .Values.redis.externalSecretName | quote }} (the production path), or remove redis.externalSecretName to use the inline dev-only URL.
+{{- $out = append $out (dict "name" $name "fullname" (include "aifactory.suffixed" (dict "root" $ "suffix" $name)) "component" $name "values" $v) }}
 {{- end }}
 {{- end }}
-
-{{/* Checked here rather than by a schema pattern: schema errors echo the value, and a URL may hold a password. */}}
-{{- define "aifactory.validate.redisUrlInvalid" -}}
-{{- if and .Values.redis.enabled .Values.redis.url (not (regexMatch "^(rediss?|unix|rediss?\\+sentinel|rediss?\\+cluster)://\\S+$" (toString .Values.redis.url))) -}}
-[redis-url-invalid] redis.url is not a Redis URL: it must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// and contain no spaces (the value is not shown because it may contain a password). Fix redis.url, or better, put the URL in a Secret and set redis.externalSecretName.
-{{- end }}
-{{- end }}
-
-{{- define "aifactory.validate.hpaMinAboveMax" -}}
-{{- if gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas) -}}
-[hpa-min-above-max] autoscaling.minReplicas ({{ .Values.autoscaling.minReplicas }}) is greater than autoscaling.maxReplicas ({{ .Values.autoscaling.maxReplicas }}). Lower autoscaling.minReplicas or raise autoscaling.maxReplicas.
-{{- end }}
+{{- toJson $out }}
 {{- end }}
 
-{{- define "aifactory.validate.extraEnvReserved" -}}
-{{- $reserved := list "REDIS_URL" "REDIS_CHANNEL" "AIFACTORY_AUTH_SECRET" "PORT" "LOG_LEVEL" }}
-{{- $clashes := list }}
-{{- range .Values.extraEnv }}
-{{- if has .name $reserved }}{{ $clashes = append $clashes .name }}{{ end }}
+{{/*
+The Service an Ingress path goes to: without tiers the release Service; with tiers the Service of the
+tier whose tierRoutes entry is the longest prefix of the path (Ingress Prefix matching).
+*/}}
+{{- define "aifactory.serviceForPath" -}}
+{{- $root := .root }}
+{{- if not $root.Values.tiers }}
+{{- include "aifactory.fullname" $root }}
+{{- else }}
+{{- $best := "" }}{{ $tier := "" }}
+{{- range $root.Values.tierRoutes }}
+{{- $p := .path | trimSuffix "/" }}
+{{- if and (or (eq $p "") (eq $p $.path) (hasPrefix (printf "%s/" $p) $.path)) (ge (len .path) (len $best)) }}
+{{- $best = .path }}{{ $tier = .tier }}
 {{- end }}
-{{- if $clashes -}}
-[extra-env-reserved] extraEnv sets {{ $clashes | uniq | join ", " }}, which the chart manages itself. Remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / auth.existingSecret / server.logLevel instead.
+{{- end }}
+{{- include "aifactory.suffixed" (dict "root" $root "suffix" $tier) }}
 {{- end }}
 {{- end }}
 
-{{/* Gather every refusal; fail once with all of them, one per line. */}}
-{{- define "aifactory.validate" -}}
-{{- $messages := list }}
-{{- range $check := list "redisSourceMissing" "redisSourceAmbiguous" "redisUrlInvalid" "hpaMinAboveMax" "extraEnvReserved" }}
-{{- $msg := include (printf "aifactory.validate.%s" $check) $ | trim }}
-{{- if $msg }}{{ $messages = append $messages $msg }}{{ end }}
-{{- end }}
-{{- if $messages }}
-{{- fail (printf "\nvalues refused (fix all of these, then retry):\n%s" (join "\n" $messages)) }}
-{{- end }}
-{{- end }}

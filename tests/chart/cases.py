@@ -116,6 +116,50 @@ CASES: dict[str, list[str]] = {
     ),
 }
 
+TIERS = [
+    *EXTERNAL,
+    *sets(
+        "tiers.ui.replicaCount=2",
+        "tiers.agents.replicaCount=3",
+        "tiers.agents.resources.requests.cpu=500m",
+        "tierRoutes[0].path=/api/tasks",
+        "tierRoutes[0].tier=agents",
+        "tierRoutes[1].path=/",
+        "tierRoutes[1].tier=ui",
+    ),
+]
+CASES.update(
+    {
+        "hpa-chart-defaults": sets("autoscaling.enabled=true"),
+        "tiers": TIERS,
+        "tiers-ingress-traefik": [
+            *TIERS,
+            *sets(
+                "ingress.enabled=true",
+                "ingress.terminalAffinity.enabled=true",
+                "ingress.terminalAffinity.controller=traefik",
+                "tierRoutes[2].path=/ws/terminal",
+                "tierRoutes[2].tier=agents",
+            ),
+        ],
+        "openshift-force": sets("global.compatibility.openshift.adaptSecurityContext=force"),
+        "probes-custom": sets(
+            "customLivenessProbe.tcpSocket.port=http",
+            "readinessProbe.enabled=false",
+            "startupProbe.enabled=true",
+            "livenessProbe.initialDelaySeconds=20",
+        ),
+        "network-policy-redis-peers": [
+            *EXTERNAL,
+            *sets(
+                "networkPolicy.enabled=true",
+                "networkPolicy.redisPeers[0].podSelector.matchLabels.app=redis",
+                "networkPolicy.ingressNSPodMatchLabels.app\\.kubernetes\\.io/name=ingress-nginx",
+            ),
+        ],
+    }
+)
+
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
 for _example in EXAMPLE_FILES:
     CASES[f"example:{_example.stem}"] = ["-f", str(_example)]

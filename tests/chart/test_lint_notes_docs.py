@@ -107,9 +107,47 @@ def test_notes_warn_about_ingress_without_terminal_affinity(notes: Callable[...,
 
 
 def test_notes_warn_about_hpa_without_requests(notes: Callable[..., str]) -> None:
+    """The defaults carry requests; an operator who clears them is still warned."""
+    text = notes("--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
+                 "--set", "redis.externalSecretName=aifactory-redis", "--set", "resources=null")  # fmt: skip
+    assert "resources.requests.cpu is not set" in text
+
+
+def test_hpa_with_chart_defaults_is_quiet(notes: Callable[..., str]) -> None:
+    """README's `autoscaling.enabled: true` path works with the default resources.requests."""
     text = notes("--set", "autoscaling.enabled=true", "--set", "redis.enabled=true",
                  "--set", "redis.externalSecretName=aifactory-redis")  # fmt: skip
-    assert "resources.requests.cpu is not set" in text
+    assert "WARNING" not in text, text
+
+
+def test_notes_say_single_replica_mode_only_for_one_replica(notes: Callable[..., str]) -> None:
+    assert "Redis pub/sub: disabled (single-replica mode)." in notes()
+    text = notes("--set", "replicaCount=3")
+    assert "single-replica" not in text
+    assert "Redis pub/sub: disabled (in-process broadcasts only)." in text
+
+
+def test_notes_warn_about_ingress_values_while_the_ingress_is_off(notes: Callable[..., str]) -> None:
+    """The spec's own values block sets ingress.annotations without ingress.enabled: it must not be silent."""
+    text = notes("-f", str(ROOT / "examples" / "production.yaml"), "--set", "ingress.enabled=false")
+    assert "WARNING: ingress.className, ingress.tls are set but ingress.enabled=false" in text
+    text = notes("--set-string", "ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/affinity=cookie")
+    assert "WARNING: ingress.annotations is set but ingress.enabled=false" in text
+
+
+def test_notes_warn_about_redis_source_while_redis_is_off(notes: Callable[..., str]) -> None:
+    text = notes("--set", "redis.externalSecretName=aifactory-redis")
+    assert "WARNING: redis.externalSecretName is set but redis.enabled=false" in text
+    text = notes("--set", "redis.url=redis://:pw-xyz@r:6379/0")
+    assert "WARNING: redis.url is set but redis.enabled=false" in text
+    assert "pw-xyz" not in text
+
+
+def test_notes_list_the_tiers_and_routes(notes: Callable[..., str]) -> None:
+    text = notes("-f", str(ROOT / "examples" / "tiers.yaml"))
+    assert "agents: HPA 2..10 replica(s), Deployment aifactory-agents" in text
+    assert "ui: 3 replica(s), Deployment aifactory-ui" in text
+    assert "/api/tasks -> agents" in text and "/ -> ui" in text
 
 
 def test_notes_warn_about_nginx_affinity_without_ingress(notes: Callable[..., str]) -> None:
@@ -117,7 +155,10 @@ def test_notes_warn_about_nginx_affinity_without_ingress(notes: Callable[..., st
     assert "has no effect while ingress.enabled=false" in text
 
 
-@pytest.mark.parametrize("example", ["laptop", "production", "hpa", "shared-redis-second-deployment"])
+@pytest.mark.parametrize(
+    "example",
+    ["laptop", "production", "hpa", "shared-redis-second-deployment", "tiers", "operator-conventions"],
+)
 def test_notes_are_quiet_for_good_setups(notes: Callable[..., str], example: str) -> None:
     text = notes("-f", str(ROOT / "examples" / f"{example}.yaml"))
     assert "WARNING" not in text, text
@@ -131,6 +172,9 @@ def test_values_reference_is_up_to_date() -> None:
     spec.loader.exec_module(module)
     committed = (ROOT / "docs" / "values.md").read_text(encoding="utf-8")
     assert module.render() == committed, "docs/values.md is stale: run `make docs` and commit it"
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert module.render_readme() == readme, "chart/README.md is stale: run `make docs` and commit it"
+    assert "| `tiers` |" in readme and "| `networkPolicy.enabled` |" in readme
 
 
 def test_values_reference_covers_every_schema_leaf() -> None:

@@ -23,6 +23,14 @@ def refusal_lines(stderr: str) -> dict[str, str]:
     return {m.group(1): m.group(0) for m in re.finditer(r"^\[([a-z0-9-]+)\] .*$", stderr, re.MULTILINE)}
 
 
+# Two tiers, Redis on: valid on its own; each tier refusal case breaks one thing.
+TIERS = sets(
+    "redis.enabled=true", "redis.externalSecretName=aifactory-redis",
+    "tiers.ui.replicaCount=2", "tiers.agents.replicaCount=3",
+    "tierRoutes[0].path=/api/tasks", "tierRoutes[0].tier=agents",
+    "tierRoutes[1].path=/", "tierRoutes[1].tier=ui",
+)  # fmt: skip
+
 REFUSALS = {
     "redis-source-missing": (
         ["--set", "redis.enabled=true"],
@@ -45,6 +53,22 @@ REFUSALS = {
     "extra-env-reserved": (
         ["--set", "extraEnv[0].name=REDIS_URL", "--set", "extraEnv[0].value=redis://x:6379"],
         ["extraEnv sets REDIS_URL", "redis.externalSecretName"],
+    ),
+    "tier-route-unknown": (
+        [*TIERS, *sets("tierRoutes[2].path=/api/events", "tierRoutes[2].tier=workers")],
+        ["/api/events -> workers", "tiers: agents, ui", "add that tier"],
+    ),
+    "tier-path-unrouted": (
+        [*TIERS, *sets("tierRoutes[1].path=/portal")],
+        ['no tierRoutes entry has path "/"', "{path: /, tier:"],
+    ),
+    "tiers-without-redis": (
+        [*TIERS, *sets("redis.enabled=false")],
+        ["tiers are set while redis.enabled=false", "redis.externalSecretName"],
+    ),
+    "tier-no-replicas": (
+        [*TIERS, *sets("tiers.agents.replicaCount=0")],
+        ["tier(s) agents would run no pod", "tiers.<name>.replicaCount"],
     ),
 }  # fmt: skip
 
@@ -75,6 +99,49 @@ def test_all_problems_are_reported_in_one_failure(helm: str) -> None:
     assert proc.stderr.count("values refused") == 1
 
 
+@pytest.mark.parametrize(
+    ("refusal", "args", "fragment"),
+    [
+        (
+            "extra-env-reserved",
+            sets("tiers.agents.extraEnv[0].name=PORT", "string:tiers.agents.extraEnv[0].value=1"),
+            "extraEnv sets PORT",
+        ),
+        (
+            "hpa-min-above-max",
+            sets("tiers.agents.autoscaling.enabled=true", "tiers.agents.autoscaling.minReplicas=20"),
+            "tiers.agents.autoscaling.minReplicas (20) is greater than its maxReplicas (10)",
+        ),
+    ],
+)
+def test_per_tier_values_are_refused_like_the_top_level_ones(
+    helm: str, refusal: str, args: list[str], fragment: str
+) -> None:
+    proc = template(helm, *TIERS, *args)
+    assert proc.returncode != 0
+    lines = refusal_lines(proc.stderr)
+    assert list(lines) == [refusal], proc.stderr
+    assert fragment in lines[refusal]
+
+
+def test_the_tier_fixture_itself_renders(helm: str) -> None:
+    """The refusal cases above differ from a valid two-tier setup by exactly the value they break."""
+    proc = template(helm, *TIERS)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_refusal_template_is_gathered_by_the_one_fail() -> None:
+    """_validate.tpl's header promises one template per refusal, all listed in aifactory.validate."""
+    text = (CHART / "templates" / "_validate.tpl").read_text(encoding="utf-8")
+    defined = set(re.findall(r'define "aifactory\.validate\.(\w+)"', text))
+    listed = re.search(r'range \$check := list ((?:"\w+" ?)+)', text)
+    assert listed and set(re.findall(r'"(\w+)"', listed.group(1))) == defined
+    assert text.count("fail (") == 1
+    assert "How to add a refusal" in text
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text(encoding="utf-8")
+    assert "aifactory.validate" not in helpers, "refusals live in _validate.tpl only"
+
+
 def test_hpa_bounds_are_checked_even_while_the_hpa_is_off(helm: str) -> None:
     proc = template(helm, "--set", "autoscaling.minReplicas=4", "--set", "autoscaling.maxReplicas=2")
     assert proc.returncode != 0
@@ -83,9 +150,9 @@ def test_hpa_bounds_are_checked_even_while_the_hpa_is_off(helm: str) -> None:
 
 def test_every_refusal_id_is_documented() -> None:
     text = REFUSALS_DOC.read_text(encoding="utf-8")
-    helpers = (CHART / "templates" / "_helpers.tpl").read_text(encoding="utf-8")
-    chart_ids = set(re.findall(r"^\[([a-z0-9-]+)\]", helpers, re.MULTILINE))
-    assert chart_ids == set(REFUSALS), "every refusal in _helpers.tpl has a test case here"
+    refusals = (CHART / "templates" / "_validate.tpl").read_text(encoding="utf-8")
+    chart_ids = set(re.findall(r"^\[([a-z0-9-]+)\]", refusals, re.MULTILINE))
+    assert chart_ids == set(REFUSALS), "every refusal in _validate.tpl has a test case here"
     for refusal in chart_ids:
         assert f"| `{refusal}` |" in text, f"{refusal} missing from docs/chart-refusals.md"
 

@@ -23,78 +23,107 @@ def secret_ref(var: dict) -> tuple[str, str]:
 # ---------------------------------------------------------------- invariants of every good render
 
 
+PROBES_OVERRIDDEN = {"probes-custom"}  # test_conventions checks what that case renders instead
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_restricted_pod_security_and_probes(helm: str, case: str) -> None:
     objs = render(helm, case)
-    spec, ctr = pod_spec(objs), container(objs)
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    sc = ctr["securityContext"]
-    assert sc["allowPrivilegeEscalation"] is False
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
-    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in spec["volumes"]
-    assert ctr["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
-    assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert ctr["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert env(objs)["PORT"]["value"] == "8000"
+    for deployment in by_kind(objs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        ctr = spec["containers"][0]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        sc = ctr["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert {"name": "tmp", "mountPath": "/tmp"} in ctr["volumeMounts"]
+        assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in spec["volumes"]
+        assert ctr["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+        if case not in PROBES_OVERRIDDEN:
+            assert ctr["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert ctr["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert {e["name"]: e for e in ctr["env"]}["PORT"]["value"] == "8000"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_env_secrets_and_redis_pairing(helm: str, case: str) -> None:
     objs = render(helm, case)
-    variables = env(objs)
-    assert ("REDIS_URL" in variables) == ("REDIS_CHANNEL" in variables), (
-        "REDIS_URL and REDIS_CHANNEL go together"
-    )
     secrets = {s["metadata"]["name"]: s for s in by_kind(objs, "Secret")}
-    for name in ("REDIS_URL", "AIFACTORY_AUTH_SECRET"):
-        if name in variables:
-            secret_name, key = secret_ref(variables[name])
-            assert key == name
-            if secret_name in secrets:  # chart-managed: the referenced key really exists
-                assert key in secrets[secret_name]["data"]
-    names = [e["name"] for e in container(objs)["env"]]
-    assert len(names) == len(set(names)), f"duplicate env names {names}"
+    for deployment in by_kind(objs, "Deployment"):
+        ctr = deployment["spec"]["template"]["spec"]["containers"][0]
+        variables = {e["name"]: e for e in ctr["env"]}
+        assert ("REDIS_URL" in variables) == ("REDIS_CHANNEL" in variables), (
+            "REDIS_URL and REDIS_CHANNEL go together"
+        )
+        for name in ("REDIS_URL", "AIFACTORY_AUTH_SECRET"):
+            if name in variables:
+                secret_name, key = secret_ref(variables[name])
+                assert key == name
+                if secret_name in secrets:  # chart-managed: the referenced key really exists
+                    assert key in secrets[secret_name]["data"]
+        names = [e["name"] for e in ctr["env"]]
+        assert len(names) == len(set(names)), f"duplicate env names {names}"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_replicas_hpa_and_pdb_agree(helm: str, case: str) -> None:
+    """Per Deployment (one, or one per tier): its HPA, PDB and Service select exactly its pods."""
     objs = render(helm, case)
-    deployment = one(objs, "Deployment")
-    hpas = by_kind(objs, "HorizontalPodAutoscaler")
-    if hpas:
-        assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
-        assert hpas[0]["apiVersion"] == "autoscaling/v2"
-        minimum = hpas[0]["spec"]["minReplicas"]
-    else:
-        minimum = deployment["spec"]["replicas"]
-    pdbs = by_kind(objs, "PodDisruptionBudget")
-    assert bool(pdbs) == (minimum > 1), f"PDB present={bool(pdbs)} with effective min replicas {minimum}"
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert selector.items() <= pod_labels.items()
-    assert one(objs, "Service")["spec"]["selector"] == selector
-    for pdb in pdbs:
-        assert pdb["spec"]["selector"]["matchLabels"] == selector
+    for deployment in by_kind(objs, "Deployment"):
+        name = deployment["metadata"]["name"]
+        hpas = [
+            h for h in by_kind(objs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == name
+        ]
+        if hpas:
+            assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+            assert hpas[0]["apiVersion"] == "autoscaling/v2"
+            minimum = hpas[0]["spec"]["minReplicas"]
+        else:
+            minimum = deployment["spec"]["replicas"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        pdbs = [
+            p
+            for p in by_kind(objs, "PodDisruptionBudget")
+            if p["spec"]["selector"]["matchLabels"] == selector
+        ]
+        assert bool(pdbs) == (minimum > 1), f"{name}: PDB present={bool(pdbs)} with min replicas {minimum}"
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+        assert named(objs, "Service", name)["spec"]["selector"] == selector
+    assert len(by_kind(objs, "PodDisruptionBudget")) <= len(by_kind(objs, "Deployment"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_ingress_routes_every_path_once_per_host(helm: str, case: str) -> None:
     objs = render(helm, case)
     ingresses = by_kind(objs, "Ingress")
+    services = {s["metadata"]["name"] for s in by_kind(objs, "Service")}
+    extra = sorted({r["path"] for r in (render_values_routes(case))} - {"/", EVENTS_PATH, TERMINAL_PATH})
     routes: dict[str, list[str]] = {}
     for ing in ingresses:
         assert ing["apiVersion"] == "networking.k8s.io/v1"
         for rule in ing["spec"]["rules"]:
             for path in rule["http"]["paths"]:
-                assert path["pathType"] == "Prefix"
+                # /metrics is the one Exact path: ingress.blockMetrics refuses it at the controller.
+                assert path["pathType"] == ("Exact" if path["path"] == "/metrics" else "Prefix")
                 assert path["backend"]["service"]["port"] == {"name": "http"}
+                assert path["backend"]["service"]["name"] in services
                 routes.setdefault(rule["host"], []).append(path["path"])
     for host, paths in routes.items():
-        assert sorted(paths) == ["/", EVENTS_PATH, TERMINAL_PATH], f"{host}: {paths}"
+        assert sorted(paths) == sorted(["/", EVENTS_PATH, TERMINAL_PATH, "/metrics", *extra]), (
+            f"{host}: {paths}"
+        )
+
+
+def render_values_routes(case: str) -> list[dict[str, str]]:
+    """The tierRoutes a case sets (from its -f file or --set tierRoutes[i].path=...)."""
+    args = CASES[case]
+    if args[:1] == ["-f"]:
+        return (yaml.safe_load(open(args[1], encoding="utf-8")) or {}).get("tierRoutes") or []
+    return [{"path": a.split("=", 1)[1]} for a in args if a.startswith("tierRoutes[") and ".path=" in a]
 
 
 def test_renders_are_parsed_with_duplicate_keys_refused() -> None:
@@ -197,7 +226,7 @@ def test_hpa_null_cpu_target_leaves_memory_only(helm: str) -> None:
 def test_ingress_without_affinity_has_no_cookie(helm: str) -> None:
     objs = render(helm, "ingress-no-affinity")
     names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
-    assert names == ["aifactory", "aifactory-ws"]
+    assert names == ["aifactory", "aifactory-metrics", "aifactory-ws"]
     for ing in by_kind(objs, "Ingress"):
         annotations = ing["metadata"].get("annotations") or {}
         assert "nginx.ingress.kubernetes.io/affinity" not in annotations
@@ -237,7 +266,7 @@ def test_traefik_terminal_affinity_lives_on_the_service(helm: str) -> None:
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.samesite"] == "strict", "user value wins"
     assert a["traefik.ingress.kubernetes.io/service.sticky.cookie.secure"] == "false", "no TLS configured"
     names = sorted(i["metadata"]["name"] for i in by_kind(objs, "Ingress"))
-    assert names == ["aifactory", "aifactory-ws"], "traefik needs no separate terminal Ingress"
+    assert names == ["aifactory", "aifactory-metrics", "aifactory-ws"], "traefik needs no terminal Ingress"
 
 
 def test_user_annotations_override_generated_ones_but_not_selector_labels(helm: str) -> None:

@@ -39,6 +39,7 @@ CASES: dict[str, dict[str, Any]] = {
         "ingress": {"enabled": True, "terminalAffinity": {"enabled": True, "controller": "traefik"}},
     },
     "no-affinity": {"ingress": {"enabled": True, "websocketTimeoutSeconds": 99}},
+    "metrics-exposed": {"ingress": {"enabled": True, "blockMetrics": False}},
 }
 
 
@@ -64,7 +65,11 @@ def ingress_facts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for rule in doc["spec"]["rules"]:
             for p in rule["http"]["paths"]:
                 path = p["path"]
-                fact: dict[str, Any] = {"timeout": ann.get(NGINX + "proxy-read-timeout")}
+                fact: dict[str, Any] = {
+                    "timeout": ann.get(NGINX + "proxy-read-timeout"),
+                    "blocked": ann.get(NGINX + "denylist-source-range") == "0.0.0.0/0,::/0"
+                    and p["pathType"] == "Exact",
+                }
                 assert ann.get(NGINX + "proxy-send-timeout") == fact["timeout"], path
                 if ann.get(NGINX + "affinity") == "cookie":
                     fact.update(
@@ -141,6 +146,11 @@ def mismatches(facts: dict[str, dict[str, Any]], settings: LbSettings, cfg: str)
                     )
             if fact.get("mode") != settings.mode:
                 errors.append(f"{route.path}: chart mode {fact.get('mode')} vs values mode {settings.mode}")
+    for route in settings.routes:
+        fact = facts.get(route.path, {})
+        denied = f"http-request deny deny_status 403 if {{ path {route.path} }}" in cfg
+        if bool(fact.get("blocked")) != route.blocked or denied != route.blocked:
+            errors.append(f"{route.path}: chart blocked={fact.get('blocked')} HAProxy denies={denied}")
     if not any(r.affinity for r in settings.routes) and hp["cookie"] is not None:
         errors.append("HAProxy pins terminals but the chart does not")
     if hp["balanced_has_cookie"]:
@@ -196,6 +206,7 @@ def test_comparison_catches_tampering(helm4: str, tmp_path: Path) -> None:
         {"samesite": "Strict"},
         {"secure": True},
         {"mode": "balanced"},
+        {"block_metrics": False},
     ):
         tampered = dataclasses.replace(settings, **change)
         assert mismatches(facts, tampered, render(tampered, servers)), change

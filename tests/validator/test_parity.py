@@ -15,6 +15,11 @@ from tests.validator.helpers import EXTERNAL, REQUESTS, ROOT, ids, validate, wri
 from validator.rules import CHART_RULES, RULES
 
 CHART_IDS = set(CHART_RULES)
+TIERS = {
+    **EXTERNAL,
+    "tiers": {"ui": {"replicaCount": 2}, "agents": {"replicaCount": 3}},
+    "tierRoutes": [{"path": "/api/tasks", "tier": "agents"}, {"path": "/", "tier": "ui"}],
+}
 
 # name -> (values, extra --set expressions)
 CASES: dict[str, tuple[dict, list[str]]] = {
@@ -80,6 +85,26 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     "replica-count-exponent": ("replicaCount: 1e1\n", []),  # type: ignore[dict-item]
     "replica-count-exponent-fraction": ("replicaCount: 1.5e0\n", []),  # type: ignore[dict-item]
     "image-tag-exponent": ("image:\n  tag: 1e1\n", []),  # type: ignore[dict-item]
+    "tiers-valid": (TIERS, []),
+    "tiers-route-unknown": (TIERS, ["tierRoutes[2].path=/api/events", "tierRoutes[2].tier=workers"]),
+    "tiers-routes-without-tiers": ({"tierRoutes": [{"path": "/", "tier": "ui"}]}, []),
+    "tiers-root-unrouted": (TIERS, ["tierRoutes[1].path=/portal"]),
+    "tiers-without-redis": (TIERS, ["redis.enabled=false"]),
+    "tiers-no-replicas": (TIERS, ["tiers.agents.replicaCount=0"]),
+    "tiers-zero-top-level-one-tier-set": ({**TIERS, "replicaCount": 0}, ["tiers.ui.replicaCount=1"]),
+    "tiers-extra-env-reserved": (
+        TIERS,
+        ["tiers.agents.extraEnv[0].name=REDIS_URL", "tiers.agents.extraEnv[0].value=x"],
+    ),
+    "tiers-hpa-min-above-max": (
+        TIERS,
+        ["tiers.agents.autoscaling.minReplicas=20", "tiers.agents.autoscaling.enabled=true"],
+    ),
+    "tiers-hpa-inherits-fine": (TIERS, ["tiers.agents.autoscaling.enabled=true"]),
+    "tiers-no-replicas-but-hpa": (
+        TIERS,
+        ["tiers.agents.replicaCount=0", "tiers.agents.autoscaling.enabled=true"],
+    ),
 }
 CASES["set-string-type"] = ({}, ["--set-string", "replicaCount=3"])
 

@@ -1,6 +1,6 @@
 """Cross-field rules: one function per rule, each returning findings with a stable id.
 
-The chart-parity rules (CHART_RULES, in `refusals` plus `redis-url-invalid`) mirror the chart's
+The chart-parity rules (CHART_RULES, in `refusals` and `tiers` plus `redis-url-invalid`) mirror the chart's
 render-time refusals with the same ids and Go-template truthiness, so `helm template` fails exactly when
 one of them reports an error. The rest are multi-replica mistakes Helm cannot see. Rules read the merged
 values defensively: they also run when the schema failed, and must never crash on a wrong type.
@@ -11,10 +11,10 @@ tests/validator/test_rules.py, a row in docs/validator.md.
 from __future__ import annotations
 
 from validator.model import Finding
-from validator.rules import ingress, redis, refusals, replicas
+from validator.rules import ingress, redis, refusals, replicas, tiers
 from validator.rules.core import REGISTERED, Context, Rule, rule, truthy
 
-TOPICS = (refusals, redis, ingress, replicas)  # report order
+TOPICS = (refusals, redis, ingress, replicas, tiers)  # report order
 RULES: list[Rule] = sorted(REGISTERED, key=lambda r: [t.__name__ for t in TOPICS].index(r.check.__module__))
 
 CHART_RULES = (
@@ -23,6 +23,10 @@ CHART_RULES = (
     "redis-url-invalid",
     "hpa-min-above-max",
     "extra-env-reserved",
+    "tier-route-unknown",
+    "tier-path-unrouted",
+    "tiers-without-redis",
+    "tier-no-replicas",
 )
 
 

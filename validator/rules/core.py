@@ -48,6 +48,8 @@ class Context:
         value = self.get(*path)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
+        if value != value or value in (float("inf"), float("-inf")):  # NaN / inf: the schema reports it
+            return None
         return int(value)
 
     def replica_range(self) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from validator.model import ERROR, Finding
 from validator.rules.core import Context, rule, truthy
+from validator.rules.tiers import go_int, tier_values
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,20 +60,41 @@ def hpa_min_above_max(ctx: Context, finding: Emit) -> Iterator[Finding]:
             "autoscaling.minReplicas",
             ctx.loc("autoscaling", "minReplicas"),
         )
+    tiers = ctx.mapping("tiers")
+    for name in sorted(tiers):
+        tier = tiers[name]
+        if not (isinstance(tier, dict) and "autoscaling" in tier):
+            continue  # the top-level check above covers a tier that inherits autoscaling
+        merged = tier_values(ctx, tier, "autoscaling")
+        merged = merged if isinstance(merged, dict) else {}
+        low, high = go_int(merged.get("minReplicas")), go_int(merged.get("maxReplicas"))
+        if low > high:
+            yield finding(
+                f"tiers.{name}.autoscaling.minReplicas ({low}) is greater than its maxReplicas ({high}); "
+                "the chart refuses to render",
+                f"lower tiers.{name}.autoscaling.minReplicas or raise its maxReplicas",
+                f"tiers.{name}.autoscaling",
+                ctx.loc("tiers", name, "autoscaling"),
+            )
 
 
 @rule("extra-env-reserved", ERROR, "extraEnv sets a variable the chart manages (REDIS_URL, PORT, ...)")
 def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
-    env = ctx.get("extraEnv")
-    if not isinstance(env, list):
-        return
-    for i, item in enumerate(env):
-        name = item.get("name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name in RESERVED_ENV:
-            yield finding(
-                f"extraEnv sets {name}, which the chart manages itself; the chart refuses to render",
-                "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
-                "auth.existingSecret / server.logLevel instead",
-                f"extraEnv[{i}].name",
-                ctx.loc("extraEnv", i, "name"),
-            )
+    lists: list[tuple[tuple[str, ...], object]] = [(("extraEnv",), ctx.get("extraEnv"))]
+    for name, tier in sorted(ctx.mapping("tiers").items()):
+        if isinstance(tier, dict):
+            lists.append((("tiers", name, "extraEnv"), tier.get("extraEnv")))
+    for prefix, env in lists:
+        if not isinstance(env, list):
+            continue
+        where = ".".join(prefix)
+        for i, item in enumerate(env):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in RESERVED_ENV:
+                yield finding(
+                    f"{where} sets {name}, which the chart manages itself; the chart refuses to render",
+                    "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
+                    "auth.existingSecret / server.logLevel instead",
+                    f"{where}[{i}].name",
+                    ctx.loc(*prefix, i, "name"),
+                )
