@@ -1,12 +1,13 @@
-"""A load-client process: holds many WebSockets to the replicas and records event latency per socket group.
+"""A load-client process: holds many WebSockets to one replica and records event latency per phase.
 
 Runs apart from the firing process so receiving thousands of frames does not skew the firing schedule.
-Speaks both protocols with the same aiohttp WebSocket client: aifactory (`/ws/events`, JSON frames) and
-Socket.IO (Engine.IO v4 text packets), so client-side cost is identical for both servers.
+Speaks both protocols with the same aiohttp WebSocket client (offering permessage-deflate, as browsers
+do; each server decides): JSON text frames (aifactory's `/ws/events`, the bare relays) and Socket.IO
+(Engine.IO v4 text packets), so client-side cost is identical for every server.
 
-Protocol on stdio: argv[1] is a JSON plan `[{"url": ..., "proto": "aif"|"sio", "count": n, "group": g}]`.
-Prints `READY <n>` when every socket is open; reads `DUMP` (prints one JSON line of latencies recorded since
-the last DUMP, keyed "group/phase") and `QUIT`.
+Protocol on stdio: argv[1] is a JSON plan `[{"url": ..., "proto": "json"|"sio", "count": n}]`.
+Prints `READY <n>` when every socket is open; reads `DUMP` (prints one JSON line: latencies recorded since
+the last DUMP keyed by phase, duplicated and out-of-order frames per phase, closed sockets) and `QUIT`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,29 @@ CONNECT_PARALLEL = 100
 
 
 class Recorder:
-    """Latency samples (ms) per group and phase; events carry `t` (monotonic seconds) and `phase`."""
+    """Latency samples (ms) per phase; events carry `t` (monotonic seconds), `phase` and sequence `i`."""
 
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = defaultdict(list)
+        self.dups: dict[str, int] = defaultdict(int)  # the same event twice on one socket
+        self.late: dict[str, int] = defaultdict(int)  # an event after a later one on one socket
         self.closed = 0
 
-    def record(self, group: str, ev: object) -> None:
-        if isinstance(ev, dict) and "t" in ev:
-            self.samples[f"{group}/{ev.get('phase', '')}"].append((time.monotonic() - ev["t"]) * 1000.0)
+    def record(self, seen: list, ev: object) -> None:
+        """`seen` is one socket's [phase, event numbers, highest number] (older phases are forgotten)."""
+        if not (isinstance(ev, dict) and "t" in ev):
+            return
+        phase, i = ev.get("phase", ""), ev.get("i", 0)
+        if seen[0] != phase:
+            seen[:] = [phase, set(), -1]
+        if i in seen[1]:
+            self.dups[phase] += 1
+            return
+        if i < seen[2]:
+            self.late[phase] += 1
+        seen[1].add(i)
+        seen[2] = max(seen[2], i)
+        self.samples[phase].append((time.monotonic() - ev["t"]) * 1000.0)
 
 
 def _event_of(frame: object) -> object:
@@ -41,10 +56,9 @@ def _event_of(frame: object) -> object:
     return frame
 
 
-async def run_aif(
+async def run_json(
     session: aiohttp.ClientSession,
     url: str,
-    group: str,
     rec: Recorder,
     ready: asyncio.Event,
     opened: list[int],
@@ -52,16 +66,16 @@ async def run_aif(
     async with session.ws_connect(url, heartbeat=None, max_msg_size=0) as ws:
         opened[0] += 1
         ready.set()
+        seen: list = [None, set(), -1]
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                rec.record(group, _event_of(json.loads(msg.data)))
+                rec.record(seen, _event_of(json.loads(msg.data)))
     rec.closed += 1
 
 
 async def run_sio(
     session: aiohttp.ClientSession,
     url: str,
-    group: str,
     rec: Recorder,
     ready: asyncio.Event,
     opened: list[int],
@@ -76,6 +90,7 @@ async def run_sio(
             raise RuntimeError(f"Socket.IO connect refused: {joined.data!r}")
         opened[0] += 1
         ready.set()
+        seen: list = [None, set(), -1]
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
@@ -83,7 +98,7 @@ async def run_sio(
             if data == "2":
                 await ws.send_str("3")
             elif data.startswith("42"):
-                rec.record(group, json.loads(data[2:])[1])
+                rec.record(seen, json.loads(data[2:])[1])
     rec.closed += 1
 
 
@@ -100,9 +115,9 @@ async def main_async(plan: list[dict]) -> None:
 
         async def one(p: dict) -> None:
             ready = asyncio.Event()
-            runner = run_aif if p["proto"] == "aif" else run_sio
+            runner = run_json if p["proto"] == "json" else run_sio
             async with sem:
-                t = asyncio.create_task(runner(session, p["url"], p["group"], rec, ready, opened))
+                t = asyncio.create_task(runner(session, p["url"], rec, ready, opened))
                 waiter = asyncio.create_task(ready.wait())
                 await asyncio.wait({t, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if t.done():
@@ -125,8 +140,8 @@ async def main_async(plan: list[dict]) -> None:
         while True:
             line = (await reader.readline()).decode().strip()
             if line == "DUMP":
-                out = {"samples": rec.samples, "closed": rec.closed}
-                rec.samples = defaultdict(list)
+                out = {"samples": rec.samples, "dups": rec.dups, "late": rec.late, "closed": rec.closed}
+                rec.samples, rec.dups, rec.late = defaultdict(list), defaultdict(int), defaultdict(int)
                 sys.stdout.write(json.dumps(out) + "\n")
                 sys.stdout.flush()
             elif line in ("QUIT", ""):
