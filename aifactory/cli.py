@@ -6,6 +6,7 @@ setting prints one line on stderr naming the variable and the fix, and exits 2 w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -127,13 +128,18 @@ def _fail(message: str) -> int:
 
 
 # The protocol stack every replica runs on; the benchmark's python-socketio peer runs on the same one.
+# ws: uvicorn's websockets-sansio protocol plus the transport sink /ws/events writes frames to
+# (aifactory.web.ws_protocol); a function so that `token` never imports uvicorn.
 class _Protocols(TypedDict):
-    ws: Literal["websockets-sansio"]
+    ws: type[asyncio.Protocol]
     http: Literal["h11"]
     loop: Literal["asyncio"]
 
 
-UVICORN_PROTOCOLS: _Protocols = {"ws": "websockets-sansio", "http": "h11", "loop": "asyncio"}
+def uvicorn_protocols() -> _Protocols:
+    from aifactory.web.ws_protocol import EventsWSProtocol
+
+    return {"ws": EventsWSProtocol, "http": "h11", "loop": "asyncio"}
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
@@ -150,12 +156,13 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
 
     from aifactory.http_guard import guarded_h11
 
+    protocols = uvicorn_protocols()
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        ws=UVICORN_PROTOCOLS["ws"],
-        loop=UVICORN_PROTOCOLS["loop"],
+        ws=protocols["ws"],
+        loop=protocols["loop"],
         http=guarded_h11(settings.http_read_timeout, settings.max_connections),
         timeout_keep_alive=settings.keepalive_seconds,
         ws_max_size=settings.terminal_input_max_bytes,

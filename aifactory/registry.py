@@ -1,9 +1,25 @@
 """Local delivery: which WebSocket clients on this replica get which frame. Framework-free.
 
-The web layer wraps each connected socket in a `Subscriber` and runs one writer task per socket:
-`frame = await sub.get()` then `await ws.send_text(frame)`. The bus calls `LocalRegistry.deliver`, which
-only appends the (already encoded, shared) str to bounded queues — it never awaits a socket, so a slow
-client can never delay another one or the caller.
+The bus calls `LocalRegistry.deliver(scope, target, frame)`: the event's frame str (encoded once by the
+bus) is turned ONCE per call into the bytes of a complete WebSocket text frame (`text_frame`, server
+frames are unmasked, so every socket gets the very same bytes), and each subscriber in scope `offer()`s
+it. `deliver` never awaits a socket, so a slow client can never delay another one or the caller.
+
+A subscriber writes in one of two ways:
+
+- Attached (`attach(sink)`, the fast path): the web layer hands it the socket's transport as a `Sink`.
+  `offer()` writes the shared bytes straight to it, unless the sink is backed up (its write buffer is
+  above the transport's high-water mark), the subscriber is held, or frames are already queued: then the
+  frame goes to the bounded queue, and `flush()` (called by the socket's writer task once the sink has
+  drained, and by `release()`) writes the queue out in order. Only sockets with a backlog keep one.
+- Not attached: every frame is queued and the web layer's writer task sends it (`await sub.get()`).
+
+Hold mode is the seam between frames that must come first and live frames. The connect sequence is:
+`sub.hold(); registry.add(sub); sub.attach(sink); sub.send_now(hello); [sub.send_now(f) for f in
+replayed]; sub.release()`. While held, live frames from `deliver` queue (still bounded, same overflow
+policy); `send_now()` writes ahead of them (directly when attached, else from a front queue that `get()`
+empties first); `release()` writes the held live frames, then the subscriber goes live. So a client sees
+hello → replayed → live, in order, each exactly once.
 
 Slow clients (queue full, by count or bytes): with the default policy "resync" the client's whole backlog is
 dropped (it is stale anyway) and replaced by one `{"type":"resync","reason":"overflow"}` frame so the UI
@@ -15,17 +31,38 @@ counted in `aifactory_bus_dropped_total`.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # only for the annotation: the registry itself needs no prometheus import
     from aifactory.metrics import Metrics
 
-__all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Subscriber", "SubscriberClosed"]
+__all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Sink", "Subscriber", "SubscriberClosed", "text_frame"]
 
 OVERFLOW_RESYNC_FRAME = '{"type":"resync","reason":"overflow"}'
 POLICIES = ("resync", "disconnect")
+
+
+def text_frame(text: str) -> bytes:
+    """A complete, final, unmasked WebSocket text frame (RFC 6455 §5.2) carrying `text`: what a server
+    sends, identical for every client, so it is built once per event and written to every socket."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+class Sink(Protocol):
+    """Where an attached subscriber writes complete frame bytes: a socket's transport."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def backed_up(self) -> bool: ...
 
 
 class SubscriberClosed(Exception):
@@ -37,7 +74,10 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
+        "_front",
+        "_held",
         "_queue",
+        "_sink",
         "_wakeup",
         "closed",
         "dropped",
@@ -73,13 +113,66 @@ class Subscriber:
         self.overflow = 0  # times its queue overflowed
         self.on_drop: Callable[[str, int], None] | None = None  # set by the registry: (reason, n)
         self._queue: deque[str] = deque()
+        self._front: deque[str] = deque()  # send_now() frames while not attached
         self._bytes = 0
         self._wakeup = asyncio.Event()
+        self._sink: Sink | None = None
+        self._held = False
 
-    def offer(self, frame: str) -> bool:
-        """Queue a frame without ever blocking; False if this client did not take it (closed)."""
+    # ---- the connect sequence (see the module docstring) ------------------------------------------
+    def attach(self, sink: Sink) -> None:
+        """Write frames straight to `sink` from now on (while not held and not backed up)."""
+        self._sink = sink
+
+    def hold(self) -> None:
+        """Queue live frames instead of writing them, until `release()`."""
+        self._held = True
+
+    def send_now(self, frame: str) -> None:
+        """Send `frame` ahead of every queued live frame (hello, replayed frames). The caller bounds how
+        much it sends this way: it bypasses the queue's limits."""
+        if self.closed:
+            return
+        if self._sink is not None:
+            self._sink.write(text_frame(frame))
+        else:
+            self._front.append(frame)
+            self._wakeup.set()
+
+    def release(self) -> None:
+        """End hold mode: write the held live frames (as far as the sink takes them), then go live."""
+        self._held = False
+        self.flush()
+        if self._queue:
+            self._wakeup.set()
+
+    @property
+    def attached(self) -> bool:
+        return self._sink is not None
+
+    def flush(self) -> int:
+        """Write queued frames to the sink, in order, until it backs up; returns how many were written."""
+        sink, n = self._sink, 0
+        if sink is None or self._held:
+            return 0
+        while self._queue and not sink.backed_up():
+            frame = self._queue.popleft()
+            self._bytes -= len(frame)
+            sink.write(text_frame(frame))
+            n += 1
+        return n
+
+    # ---- delivery --------------------------------------------------------------------------------
+    def offer(self, frame: str, wire: bytes | None = None) -> bool:
+        """Take a frame without ever blocking: straight to the sink when attached, live and not backed
+        up (`wire` = `text_frame(frame)` when the caller has built it once for many subscribers), else to
+        the bounded queue. False if this client did not take it (closed)."""
         if self.closed:
             return False
+        sink = self._sink
+        if sink is not None and not self._held and not self._queue and not sink.backed_up():
+            sink.write(wire if wire is not None else text_frame(frame))
+            return True
         if len(self._queue) >= self.max_queue or self._bytes + len(frame) > self.max_bytes:
             self.overflow += 1
             lost = len(self._queue)
@@ -107,33 +200,41 @@ class Subscriber:
         self._wakeup.set()
         return True
 
-    async def get(self) -> str:
-        """Next frame to send; waits when idle; raises SubscriberClosed once closed."""
-        while not self._queue:
+    async def wait_pending(self) -> None:
+        """Wait until frames are queued and not held; raises SubscriberClosed once closed."""
+        while not self._front and (self._held or not self._queue):
             if self.closed:
                 raise SubscriberClosed
             self._wakeup.clear()
             await self._wakeup.wait()
-        frame = self._queue.popleft()
-        self._bytes -= len(frame)
+
+    async def get(self) -> str:
+        """Next frame to send (not attached); waits when idle; raises SubscriberClosed once closed."""
+        await self.wait_pending()
+        frame = self.get_nowait()
+        assert frame is not None
         return frame
 
     def get_nowait(self) -> str | None:
         """A queued frame, or None (lets a writer batch several frames per wakeup)."""
-        if not self._queue:
+        if self._front:
+            return self._front.popleft()
+        if not self._queue or self._held:
             return None
         frame = self._queue.popleft()
         self._bytes -= len(frame)
         return frame
 
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._front)
 
     def close(self) -> None:
         """Stop accepting frames and wake the writer so it can finish."""
         self.closed = True
         self._queue.clear()
+        self._front.clear()
         self._bytes = 0
+        self._sink = None
         self._wakeup.set()
 
 
@@ -184,11 +285,14 @@ class LocalRegistry:
         raise ValueError(f"scope must be broadcast, user or org, not {scope!r}")
 
     def deliver(self, scope: str, target: str | None, frame: str) -> int:
-        """Offer the same frame str to every subscriber in scope; returns how many took it. Never blocks."""
+        """Offer the same frame (str, and its wire bytes built once) to every subscriber in scope; returns
+        how many took it. Never blocks."""
         taken = 0
         closed: list[Subscriber] = []
-        for sub in self.audience(scope, target):  # offer() never mutates the index sets
-            if sub.offer(frame):
+        audience = self.audience(scope, target)
+        wire = text_frame(frame) if audience else None
+        for sub in audience:  # offer() never mutates the index sets
+            if sub.offer(frame, wire):
                 taken += 1
             elif sub.closed:
                 closed.append(sub)

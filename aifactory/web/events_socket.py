@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from aifactory.constants import WS_MESSAGE_TOO_BIG, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from aifactory.registry import Subscriber, SubscriberClosed
 from aifactory.web.state import server_state, ws_principal
+from aifactory.web.ws_protocol import SINK_EXTENSION, TransportSink
 
 WRITER_BATCH = 64
 # The socket is one-way: a client has nothing to say beyond an app-level keepalive. (uvicorn's ws_max_size,
@@ -32,7 +33,19 @@ async def _until_disconnect(websocket: WebSocket) -> bool:
             return True
 
 
+async def _flush_backlog(sub: Subscriber, sink: TransportSink) -> None:
+    """Fast path: frames go straight to the transport; this task only wakes for a socket with a backlog
+    (its transport backed up, or frames held until release) and writes it out once the transport drains.
+    Raises SubscriberClosed when the registry closed the subscriber (policy "disconnect")."""
+    while True:
+        await sub.wait_pending()
+        await sink.drained()
+        if not sub.flush():
+            await asyncio.sleep(0)  # drained but still backed up: let the transport run once
+
+
 async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
+    """Fallback (no transport sink from the server): every frame through the ASGI `send`."""
     while True:
         frame = await sub.get()
         await websocket.send_text(frame)
@@ -56,6 +69,8 @@ async def ws_events(websocket: WebSocket) -> None:
         max(2, state.settings.ws_queue),
         policy=state.settings.ws_overflow,
     )
+    sink = websocket.scope.get("extensions", {}).get(SINK_EXTENSION)
+    sub.hold()  # live frames queue until the hello is out (see aifactory.registry)
     state.bus.registry.add(sub)
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -65,9 +80,13 @@ async def ws_events(websocket: WebSocket) -> None:
             "user": principal.user_id,
             "org": principal.org_id,
         }
-        await websocket.send_text(json.dumps(hello))
+        if sink is not None:
+            sub.attach(sink)
+        sub.send_now(json.dumps(hello))
+        sub.release()
+        writer = _flush_backlog(sub, sink) if sink is not None else _write_frames(websocket, sub)
         tasks = [
-            asyncio.create_task(_write_frames(websocket, sub)),
+            asyncio.create_task(writer),
             asyncio.create_task(_until_disconnect(websocket)),
             asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time()))),
         ]
