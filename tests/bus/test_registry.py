@@ -181,3 +181,127 @@ def test_invalid_targets_and_events_fail_the_caller_loudly() -> None:
         bus.send_to_org(None, {"a": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         bus.broadcast_event("not a dict")  # type: ignore[arg-type]
+
+
+# ---- the fast path: attached subscribers write shared frame bytes to a sink ----------------------------
+class RecordingSink:
+    """A transport stand-in that records writes and can be switched to 'backed up'."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.full = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def backed_up(self) -> bool:
+        return self.full
+
+
+def texts(sink: RecordingSink) -> list[str]:
+    """Decode the recorded bytes with the websockets library's own frame parser (a client's view)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    reader = StreamReader()
+    reader.feed_data(b"".join(sink.writes))
+    reader.feed_eof()
+    out = []
+    while reader.buffer:
+        gen = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(gen)
+        except StopIteration as stop:
+            frame = stop.value
+            assert frame.fin and frame.opcode is Opcode.TEXT and not frame.rsv1
+            out.append(frame.data.decode())
+    return out
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_text_frame_is_a_valid_server_frame_of_any_length(n: int) -> None:
+    from aifactory.registry import text_frame
+
+    sink = RecordingSink()
+    sink.write(text_frame("é" * (n // 2) + "x" * (n % 2)))
+    assert texts(sink) == ["é" * (n // 2) + "x" * (n % 2)]
+
+
+def test_attached_subscribers_get_the_same_bytes_built_once() -> None:
+    reg = LocalRegistry()
+    sinks = [RecordingSink() for _ in range(3)]
+    subs = [reg.add(Subscriber("alice", "acme")) for _ in sinks]
+    for sub, sink in zip(subs, sinks, strict=True):
+        sub.attach(sink)
+    assert reg.deliver("broadcast", None, '{"n":1}') == 3
+    assert all(s.pending() == 0 for s in subs)  # nothing queued: written straight to the sinks
+    first = sinks[0].writes[0]
+    assert all(s.writes[0] is first for s in sinks)  # the very same bytes object for every socket
+    assert texts(sinks[0]) == ['{"n":1}']
+
+
+def test_backed_up_sink_queues_in_order_and_flushes_when_drained() -> None:
+    reg = LocalRegistry()
+    sub, sink = reg.add(Subscriber("a", "o", max_queue=100)), RecordingSink()
+    fast, fast_sink = reg.add(Subscriber("b", "o")), RecordingSink()
+    sub.attach(sink)
+    fast.attach(fast_sink)
+    reg.deliver("broadcast", None, "1")
+    sink.full = True
+    reg.deliver("broadcast", None, "2")
+    reg.deliver("broadcast", None, "3")
+    assert sub.pending() == 2 and texts(fast_sink) == ["1", "2", "3"]  # the slow one delays nobody
+    sink.full = False
+    reg.deliver("broadcast", None, "4")  # a backlog exists: queued behind it, not written ahead
+    assert texts(sink) == ["1"]
+    assert sub.flush() == 3
+    assert texts(sink) == ["1", "2", "3", "4"] and sub.pending() == 0
+
+
+def test_backed_up_sink_overflows_into_the_resync_policy() -> None:
+    sub, sink = Subscriber("a", "o", max_queue=3), RecordingSink()
+    sub.attach(sink)
+    sink.full = True
+    for i in range(5):
+        sub.offer(str(i))
+    sink.full = False
+    sub.flush()
+    assert texts(sink) == [OVERFLOW_RESYNC_FRAME, "3", "4"]
+    assert sub.dropped == 3 and sub.overflow == 1
+
+
+def test_hold_send_now_release_orders_hello_replay_live() -> None:
+    reg = LocalRegistry()
+    sub, sink = Subscriber("a", "o"), RecordingSink()
+    sub.hold()
+    reg.add(sub)
+    sub.attach(sink)
+    reg.deliver("broadcast", None, "live1")  # arrives while the replay is still being sent
+    sub.send_now("hello")
+    reg.deliver("broadcast", None, "live2")
+    sub.send_now("replayed")
+    assert texts(sink) == ["hello", "replayed"] and sub.pending() == 2
+    sub.release()
+    reg.deliver("broadcast", None, "live3")
+    assert texts(sink) == ["hello", "replayed", "live1", "live2", "live3"]
+
+
+async def test_hold_send_now_release_without_a_sink_keeps_the_same_order() -> None:
+    sub = Subscriber("a", "o")
+    sub.hold()
+    sub.offer("live1")
+    sub.send_now("hello")
+    assert await sub.get() == "hello"
+    assert sub.get_nowait() is None  # held: live frames wait
+    sub.release()
+    sub.offer("live2")
+    assert drain(sub) == ["live1", "live2"]
+
+
+def test_closed_subscriber_writes_nothing() -> None:
+    sub, sink = Subscriber("a", "o"), RecordingSink()
+    sub.attach(sink)
+    sub.close()
+    assert not sub.offer("x")
+    sub.send_now("y")
+    assert sink.writes == []
