@@ -28,7 +28,8 @@ def test_every_peer_delivers_every_frame_once(redis_server: RedisServer) -> None
         assert 0 < r.latency["p50"] <= r.latency["p99"], r
     rows = [r.row() for r in runs]
     assert len(round_ratios(rows, "aifactory", 20, "server_us")) == 2
-    assert any("aifactory-server / Node socket.io" in line for line in summary({"ladder": rows, "clients": 12}))
+    lines = summary({"ladder": rows, "clients": 12})
+    assert any("aifactory-server / Node socket.io" in line for line in lines)
 
 
 def test_cpu_seconds_counts_this_process() -> None:
