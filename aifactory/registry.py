@@ -10,8 +10,8 @@ A subscriber writes in one of two ways:
 - Attached (`attach(sink)`, the fast path): the web layer hands it the socket's transport as a `Sink`.
   `offer()` writes the shared bytes straight to it, unless the sink is backed up (its write buffer is
   above the transport's high-water mark), the subscriber is held, or frames are already queued: then the
-  frame goes to the bounded queue, and `flush()` (called by the socket's writer task once the sink has
-  drained, and by `release()`) writes the queue out in order. Only sockets with a backlog keep one.
+  frame goes to the bounded queue, and `flush()` (called by the web layer when the sink has drained,
+  and by `release()`) writes the queue out in order. Only sockets with a backlog keep one.
 - Not attached: every frame is queued and the web layer's writer task sends it (`await sub.get()`).
 
 Hold mode is the seam between frames that must come first and live frames. The connect sequence is:
@@ -83,6 +83,7 @@ class Subscriber:
         "dropped",
         "max_bytes",
         "max_queue",
+        "on_close",
         "on_drop",
         "org_id",
         "overflow",
@@ -112,6 +113,7 @@ class Subscriber:
         self.dropped = 0  # frames this client lost
         self.overflow = 0  # times its queue overflowed
         self.on_drop: Callable[[str, int], None] | None = None  # set by the registry: (reason, n)
+        self.on_close: Callable[[], None] | None = None  # set by the web layer: close the socket
         self._queue: deque[str] = deque()
         self._front: deque[str] = deque()  # send_now() frames while not attached
         self._bytes = 0
@@ -236,6 +238,9 @@ class Subscriber:
         self._bytes = 0
         self._sink = None
         self._wakeup.set()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
 
 class LocalRegistry:

@@ -33,15 +33,30 @@ async def _until_disconnect(websocket: WebSocket) -> bool:
             return True
 
 
-async def _flush_backlog(sub: Subscriber, sink: TransportSink) -> None:
-    """Fast path: frames go straight to the transport; this task only wakes for a socket with a backlog
-    (its transport backed up, or frames held until release) and writes it out once the transport drains.
-    Raises SubscriberClosed when the registry closed the subscriber (policy "disconnect")."""
-    while True:
-        await sub.wait_pending()
-        await sink.drained()
-        if not sub.flush():
-            await asyncio.sleep(0)  # drained but still backed up: let the transport run once
+async def _serve_attached(websocket: WebSocket, sub: Subscriber, sink: TransportSink, ttl: float) -> None:
+    """Fast path: frames go straight to the transport, so a socket costs no task of its own: this
+    coroutine only reads (and discards) client frames until the client goes away. A backlog (transport
+    backed up) is written out by `sub.flush` when the transport drains; token expiry and the "disconnect"
+    overflow policy close the socket from callbacks, which ends the read loop."""
+    loop = asyncio.get_running_loop()
+    closing: list[asyncio.Task[None]] = []
+
+    def close(code: int, reason: str) -> None:
+        if not closing:
+            closing.append(loop.create_task(websocket.close(code=code, reason=reason)))
+
+    timer = loop.call_later(ttl, close, WS_POLICY_VIOLATION, "token expired")
+    sub.on_close = lambda: close(WS_TRY_AGAIN_LATER, "client too slow; reconnect")
+    sink.on_drain = sub.flush
+    try:
+        await _until_disconnect(websocket)
+    finally:
+        timer.cancel()
+        sub.on_close = None
+        sink.on_drain = None
+        for task in closing:
+            with contextlib.suppress(Exception):
+                await task
 
 
 async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
@@ -80,15 +95,19 @@ async def ws_events(websocket: WebSocket) -> None:
             "user": principal.user_id,
             "org": principal.org_id,
         }
+        ttl = max(0.0, principal.exp - time.time())
         if sink is not None:
             sub.attach(sink)
+            sub.send_now(json.dumps(hello))
+            sub.release()
+            await _serve_attached(websocket, sub, sink, ttl)
+            return
         sub.send_now(json.dumps(hello))
         sub.release()
-        writer = _flush_backlog(sub, sink) if sink is not None else _write_frames(websocket, sub)
         tasks = [
-            asyncio.create_task(writer),
+            asyncio.create_task(_write_frames(websocket, sub)),
             asyncio.create_task(_until_disconnect(websocket)),
-            asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time()))),
+            asyncio.create_task(asyncio.sleep(ttl)),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         writer, reader, expiry = tasks

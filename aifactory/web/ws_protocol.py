@@ -11,6 +11,8 @@ Without the extension (another server) the events socket falls back to `send_tex
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -23,10 +25,11 @@ class TransportSink:
     """Writes complete frames to one socket's transport; backed up = the transport paused writing (its
     buffer passed the high-water mark), until it drains below the low-water mark."""
 
-    __slots__ = ("_proto",)
+    __slots__ = ("_proto", "on_drain")
 
     def __init__(self, proto: WebSocketsSansIOProtocol) -> None:
         self._proto = proto
+        self.on_drain: Callable[[], object] | None = None  # called when the transport takes writes again
 
     def write(self, data: bytes) -> None:
         """Write unless the socket is closing (after a close frame no data frame may follow)."""
@@ -37,10 +40,6 @@ class TransportSink:
     def backed_up(self) -> bool:
         return not self._proto.writable.is_set()
 
-    async def drained(self) -> None:
-        """Returns once the transport takes writes again (or the connection is lost)."""
-        await self._proto.writable.wait()
-
     def buffered(self) -> int:
         return self._proto.transport.get_write_buffer_size()
 
@@ -48,8 +47,17 @@ class TransportSink:
 class EventsWSProtocol(WebSocketsSansIOProtocol):
     """uvicorn's protocol, with the transport sink in the WebSocket scope's extensions."""
 
+    sink: TransportSink | None = None
+
+    def resume_writing(self) -> None:
+        """The transport's buffer fell below its low-water mark: let the sink's owner write its backlog."""
+        super().resume_writing()
+        if self.sink is not None and self.sink.on_drain is not None:
+            self.sink.on_drain()
+
     def handle_connect(self, event) -> None:  # type: ignore[no-untyped-def]  # websockets Request
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None and self.handshake_initiated and not self.close_sent:
-            scope["extensions"][SINK_EXTENSION] = TransportSink(self)
+            self.sink = TransportSink(self)
+            scope["extensions"][SINK_EXTENSION] = self.sink
