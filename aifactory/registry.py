@@ -115,9 +115,9 @@ class Subscriber:
         self.on_drop: Callable[[str, int], None] | None = None  # set by the registry: (reason, n)
         self.on_close: Callable[[], None] | None = None  # set by the web layer: close the socket
         self._queue: deque[str] = deque()
-        self._front: deque[str] = deque()  # send_now() frames while not attached
+        self._front: deque[str] | None = None  # send_now() frames while not attached (made when needed)
         self._bytes = 0
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None  # only a writer task waiting in get() needs one
         self._sink: Sink | None = None
         self._held = False
 
@@ -137,16 +137,18 @@ class Subscriber:
             return
         if self._sink is not None:
             self._sink.write(text_frame(frame))
-        else:
-            self._front.append(frame)
-            self._wakeup.set()
+            return
+        if self._front is None:
+            self._front = deque()
+        self._front.append(frame)
+        self._wake()
 
     def release(self) -> None:
         """End hold mode: write the held live frames (as far as the sink takes them), then go live."""
         self._held = False
         self.flush()
         if self._queue:
-            self._wakeup.set()
+            self._wake()
 
     @property
     def attached(self) -> bool:
@@ -195,18 +197,24 @@ class Subscriber:
                 self.dropped += 1
                 if self.on_drop:
                     self.on_drop("client_overflow", 1)
-                self._wakeup.set()
+                self._wake()
                 return False
         self._queue.append(frame)
         self._bytes += len(frame)
-        self._wakeup.set()
+        self._wake()
         return True
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def wait_pending(self) -> None:
         """Wait until frames are queued and not held; raises SubscriberClosed once closed."""
         while not self._front and (self._held or not self._queue):
             if self.closed:
                 raise SubscriberClosed
+            if self._wakeup is None:
+                self._wakeup = asyncio.Event()
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -228,16 +236,16 @@ class Subscriber:
         return frame
 
     def pending(self) -> int:
-        return len(self._queue) + len(self._front)
+        return len(self._queue) + len(self._front or ())
 
     def close(self) -> None:
         """Stop accepting frames and wake the writer so it can finish."""
         self.closed = True
         self._queue.clear()
-        self._front.clear()
+        self._front = None
         self._bytes = 0
         self._sink = None
-        self._wakeup.set()
+        self._wake()
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aifactory.constants import WS_MESSAGE_TOO_BIG, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
-from aifactory.registry import Subscriber, SubscriberClosed
+from aifactory.registry import LocalRegistry, Subscriber, SubscriberClosed
 from aifactory.web.state import server_state, ws_principal
 from aifactory.web.ws_protocol import SINK_EXTENSION, TransportSink
 
@@ -19,6 +19,7 @@ WRITER_BATCH = 64
 # The socket is one-way: a client has nothing to say beyond an app-level keepalive. (uvicorn's ws_max_size,
 # the terminal input cap, already bounds every message; this is the far smaller cap for this socket.)
 CLIENT_FRAME_MAX_BYTES = 4096
+TOO_BIG_REASON = f"client frames are limited to {CLIENT_FRAME_MAX_BYTES} bytes: this socket is one-way"
 
 
 async def _until_disconnect(websocket: WebSocket) -> bool:
@@ -33,30 +34,27 @@ async def _until_disconnect(websocket: WebSocket) -> bool:
             return True
 
 
-async def _serve_attached(websocket: WebSocket, sub: Subscriber, sink: TransportSink, ttl: float) -> None:
-    """Fast path: frames go straight to the transport, so a socket costs no task of its own: this
-    coroutine only reads (and discards) client frames until the client goes away. A backlog (transport
-    backed up) is written out by `sub.flush` when the transport drains; token expiry and the "disconnect"
-    overflow policy close the socket from callbacks, which ends the read loop."""
-    loop = asyncio.get_running_loop()
-    closing: list[asyncio.Task[None]] = []
-
-    def close(code: int, reason: str) -> None:
-        if not closing:
-            closing.append(loop.create_task(websocket.close(code=code, reason=reason)))
-
-    timer = loop.call_later(ttl, close, WS_POLICY_VIOLATION, "token expired")
-    sub.on_close = lambda: close(WS_TRY_AGAIN_LATER, "client too slow; reconnect")
+def _detach(registry: LocalRegistry, sub: Subscriber, sink: TransportSink, ttl: float) -> None:
+    """Fast path: hand the socket to the transport sink and leave ASGI. From here the registry writes
+    frames straight to the transport; a backlog (transport backed up) is written by `sub.flush` when the
+    transport drains; token expiry and the "disconnect" overflow policy start the close handshake from
+    callbacks, and so does a client message over CLIENT_FRAME_MAX_BYTES (1009); the end of the connection
+    unregisters the subscriber."""
+    timer = asyncio.get_running_loop().call_later(ttl, sink.close, WS_POLICY_VIOLATION, "token expired")
+    sub.on_close = lambda: sink.close(WS_TRY_AGAIN_LATER, "client too slow; reconnect")
     sink.on_drain = sub.flush
-    try:
-        await _until_disconnect(websocket)
-    finally:
+
+    def lost() -> None:
         timer.cancel()
         sub.on_close = None
-        sink.on_drain = None
-        for task in closing:
-            with contextlib.suppress(Exception):
-                await task
+        registry.remove(sub)
+        sub.close()
+
+    def message(size: int) -> None:
+        if size > CLIENT_FRAME_MAX_BYTES:
+            sink.close(WS_MESSAGE_TOO_BIG, TOO_BIG_REASON)
+
+    sink.detach(lost, message)
 
 
 async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
@@ -88,6 +86,7 @@ async def ws_events(websocket: WebSocket) -> None:
     sub.hold()  # live frames queue until the hello is out (see aifactory.registry)
     state.bus.registry.add(sub)
     tasks: list[asyncio.Task[Any]] = []
+    detached = False
     try:
         hello = {
             "type": "hello",
@@ -100,7 +99,8 @@ async def ws_events(websocket: WebSocket) -> None:
             sub.attach(sink)
             sub.send_now(json.dumps(hello))
             sub.release()
-            await _serve_attached(websocket, sub, sink, ttl)
+            _detach(state.bus.registry, sub, sink, ttl)
+            detached = True  # the sink owns the subscriber now: unregistered when the connection ends
             return
         sub.send_now(json.dumps(hello))
         sub.release()
@@ -114,15 +114,15 @@ async def ws_events(websocket: WebSocket) -> None:
         if expiry in done:
             await websocket.close(code=WS_POLICY_VIOLATION, reason="token expired")
         elif reader in done and reader.exception() is None and reader.result():
-            reason = f"client frames are limited to {CLIENT_FRAME_MAX_BYTES} bytes: this socket is one-way"
-            await websocket.close(code=WS_MESSAGE_TOO_BIG, reason=reason)
+            await websocket.close(code=WS_MESSAGE_TOO_BIG, reason=TOO_BIG_REASON)
         elif writer in done and isinstance(writer.exception(), SubscriberClosed):
             await websocket.close(code=WS_TRY_AGAIN_LATER, reason="client too slow; reconnect")
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the client went away mid-send
     finally:
-        state.bus.registry.remove(sub)
-        sub.close()
+        if not detached:
+            state.bus.registry.remove(sub)
+            sub.close()
         for task in tasks:
             task.cancel()
         for task in tasks:
