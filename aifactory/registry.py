@@ -11,7 +11,9 @@ A subscriber writes in one of two ways:
   `offer()` writes the shared bytes straight to it, unless the sink is backed up (its write buffer is
   above the transport's high-water mark), the subscriber is held, or frames are already queued: then the
   frame goes to the bounded queue, and `flush()` (called by the web layer when the sink has drained,
-  and by `release()`) writes the queue out in order. Only sockets with a backlog keep one.
+  and by `release()`) writes the queue out in order. Only sockets with a backlog keep one. Writes are
+  batched per event-loop turn: what a socket gets in one turn (a burst of Redis messages handled
+  together) leaves as one write, one send syscall.
 - Not attached: every frame is queued and the web layer's writer task sends it (`await sub.get()`).
 
 Hold mode is the seam between frames that must come first and live frames. The connect sequence is:
@@ -74,6 +76,8 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
+        "_cork",
+        "_corked",
         "_front",
         "_held",
         "_queue",
@@ -120,6 +124,8 @@ class Subscriber:
         self._wakeup: asyncio.Event | None = None  # only a writer task waiting in get() needs one
         self._sink: Sink | None = None
         self._held = False
+        self._cork: Callable[[Subscriber], bool] | None = None  # set by the registry (see _write)
+        self._corked: list[bytes] | None = None
 
     # ---- the connect sequence (see the module docstring) ------------------------------------------
     def attach(self, sink: Sink) -> None:
@@ -136,7 +142,7 @@ class Subscriber:
         if self.closed:
             return
         if self._sink is not None:
-            self._sink.write(text_frame(frame))
+            self._write(text_frame(frame))
             return
         if self._front is None:
             self._front = deque()
@@ -162,9 +168,25 @@ class Subscriber:
         while self._queue and not sink.backed_up():
             frame = self._queue.popleft()
             self._bytes -= len(frame)
-            sink.write(text_frame(frame))
+            self._write(text_frame(frame))
             n += 1
         return n
+
+    def _write(self, data: bytes) -> None:
+        """Every write to the sink goes through here, in order. Within one event-loop turn the frames for
+        this socket are collected and leave as one write (one send syscall) when the turn ends."""
+        if self._corked is not None:
+            self._corked.append(data)
+        elif self._cork is not None and self._cork(self):
+            self._corked = [data]
+        else:
+            self._sink.write(data)  # type: ignore[union-attr]  # only called while attached
+
+    def uncork(self) -> None:
+        """End of the turn: write what `_write` collected."""
+        data, self._corked = self._corked, None
+        if data and self._sink is not None:
+            self._sink.write(data[0] if len(data) == 1 else b"".join(data))
 
     # ---- delivery --------------------------------------------------------------------------------
     def offer(self, frame: str, wire: bytes | None = None) -> bool:
@@ -175,7 +197,7 @@ class Subscriber:
             return False
         sink = self._sink
         if sink is not None and not self._held and not self._queue and not sink.backed_up():
-            sink.write(wire if wire is not None else text_frame(frame))
+            self._write(wire if wire is not None else text_frame(frame))
             return True
         if len(self._queue) >= self.max_queue or self._bytes + len(frame) > self.max_bytes:
             self.overflow += 1
@@ -259,6 +281,7 @@ class LocalRegistry:
         self._by_user: dict[str, set[Subscriber]] = {}
         self._by_org: dict[str, set[Subscriber]] = {}
         self._metrics = metrics
+        self._corked: list[Subscriber] = []  # subscribers with frames collected in this event-loop turn
 
     def __len__(self) -> int:
         return len(self._all)
@@ -267,8 +290,25 @@ class LocalRegistry:
         if self._metrics is not None and n:
             self._metrics.drop[reason].inc(n)
 
+    def _cork(self, sub: Subscriber) -> bool:
+        """Batch per event-loop turn: several events delivered in one turn (a burst from Redis) reach a
+        socket as one write. Without a running loop (plain calls) frames are written at once."""
+        if not self._corked:
+            try:
+                asyncio.get_running_loop().call_soon(self._uncork)
+            except RuntimeError:
+                return False
+        self._corked.append(sub)
+        return True
+
+    def _uncork(self) -> None:
+        subs, self._corked = self._corked, []
+        for sub in subs:
+            sub.uncork()
+
     def add(self, sub: Subscriber) -> Subscriber:
         sub.on_drop = self._on_drop
+        sub._cork = self._cork
         self._all.add(sub)
         if sub.user_id is not None:
             self._by_user.setdefault(sub.user_id, set()).add(sub)

@@ -305,3 +305,20 @@ def test_closed_subscriber_writes_nothing() -> None:
     assert not sub.offer("x")
     sub.send_now("y")
     assert sink.writes == []
+
+
+async def test_frames_of_one_event_loop_turn_leave_as_one_write_per_socket() -> None:
+    reg = LocalRegistry()
+    sink, other = RecordingSink(), RecordingSink()
+    reg.add(Subscriber("a", "o")).attach(sink)
+    reg.add(Subscriber("b", "o")).attach(other)
+    for i in range(3):  # a burst from Redis handled in one turn
+        reg.deliver("broadcast", None, str(i))
+    reg.deliver("user", "a", "only-a")
+    assert sink.writes == []  # collected until the turn ends
+    await asyncio.sleep(0)
+    assert len(sink.writes) == 1 and texts(sink) == ["0", "1", "2", "only-a"]
+    assert len(other.writes) == 1 and texts(other) == ["0", "1", "2"]
+    reg.deliver("broadcast", None, "next")
+    await asyncio.sleep(0)
+    assert texts(sink) == ["0", "1", "2", "only-a", "next"]
