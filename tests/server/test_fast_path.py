@@ -25,7 +25,7 @@ from aifactory.auth import mint_token
 from aifactory.cli import uvicorn_config
 from aifactory.config import load_settings
 from aifactory.web import create_app
-from tests.support.ports import free_port
+from harness.ports import free_port
 
 SECRET = "s" * 40
 
