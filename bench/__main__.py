@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per ladder rate")
     parser.add_argument("--clients", type=int, default=300, help="sockets per kind (on replicas B and C)")
     parser.add_argument("--memory-clients", type=int, default=1000)
-    parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 75, 100, 150, 200, 300, 400])
+    parser.add_argument("--rates", type=float, nargs="+", default=[10, 25, 50, 100, 200, 400])
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")

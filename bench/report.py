@@ -23,6 +23,7 @@ from bench.fanout import P99_LIMIT_MS, failed_rows
 from bench.procs import NAMES
 
 BASE = "node-sio"  # the goal's reference peer
+CPU_RATE = 25  # the rate the CPU-per-frame goal is read at (the issue's 25 ev/s × 300 sockets)
 CROSS_NAMES = {
     "raw": "raw redis.asyncio (2 processes)",
     "bridge": "bridge alone (2 processes)",
@@ -64,18 +65,18 @@ def round_ratios(
 
 
 def sustained(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per kind, the highest ladder rate it sustained (median p99 ≤ limit, nothing lost or duplicated)."""
+    """Per kind, the last rate of the unbroken run from the bottom of the ladder that it sustained
+    (median p99 ≤ limit, nothing lost, duplicated or failed)."""
     best: dict[str, dict[str, Any]] = {}
+    broken: set[str] = set()
     for (kind, rate), rs in sorted(_by(rows).items(), key=lambda kv: kv[0][1]):
-        if not failed_rows(rs) and (kind not in best or best[kind]["ok"]):
-            best[kind] = {
-                "rate": rate,
-                "deliveries": rs[0]["deliveries_per_s"],
-                "ok": True,
-                "p99": statistics.median(r["p99"] for r in rs),
-            }
-        elif kind in best:
-            best[kind]["ok"] = False
+        if kind in broken:
+            continue
+        if failed_rows(rs):
+            broken.add(kind)
+            continue
+        p99 = statistics.median(r["p99"] for r in rs)
+        best[kind] = {"rate": rate, "deliveries": rs[0]["deliveries_per_s"], "p99": p99}
     return best
 
 
@@ -84,7 +85,8 @@ def summary(res: dict[str, Any]) -> list[str]:
     rows, out = res.get("ladder") or [], []
     if not rows:
         return out
-    lowest = min(r["rate"] for r in rows)
+    rates = {r["rate"] for r in rows}
+    lowest = CPU_RATE if CPU_RATE in rates else min(rates)
     cpu = round_ratios(rows, "aifactory", lowest, "server_us")
     out.append(
         f"Receiving-replica CPU per delivered frame at {lowest:g} ev/s × {res['clients']} sockets: "
@@ -97,6 +99,12 @@ def summary(res: dict[str, Any]) -> list[str]:
             f"Sustained deliveries/s (median p99 ≤ {P99_LIMIT_MS:.0f} ms, 0 lost, 0 duplicated): "
             f"aifactory-server {a['deliveries']:,.0f} vs Node socket.io {n['deliveries']:,.0f} = "
             f"{a['deliveries'] / n['deliveries']:.2f}x (goal ≥ 1.2x; the ladder's steps bound it)."
+        )
+    else:
+        say = {k: f"{b['deliveries']:,.0f}" if b else "none" for k, b in (("aifactory", a), (BASE, n))}
+        out.append(
+            f"Sustained deliveries/s (median p99 ≤ {P99_LIMIT_MS:.0f} ms, 0 lost): aifactory-server "
+            f"{say['aifactory']}, Node socket.io {say[BASE]} (no ratio: a peer sustained no ladder rate)."
         )
     both = sorted({r for k, r in _by(rows) if k == "aifactory"} & {r for k, r in _by(rows) if k == BASE})
     p99 = [f"{r:g}: {_med(round_ratios(rows, 'aifactory', r, 'p99'))}" for r in both]
