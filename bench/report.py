@@ -308,6 +308,19 @@ def _cross_replica(rows: list[dict[str, Any]] | None) -> list[str]:
     return out
 
 
+PROFILE_NOTES = [
+    "**Reading the profiles.** *Before* is the per-message ASGI path (kept in `bench/profile-before.json`,",
+    "recorded by this harness, then with its aiohttp load client, on the code before the fast path): on the",
+    "receiving replica every frame",
+    "to every socket woke that socket's writer task and went through Starlette's `WebSocket.send`,",
+    "uvicorn's `send`, and `websockets`' `Protocol.send_text` / `Frame.serialize` before its",
+    "`transport.write`. *After*, `LocalRegistry.deliver` builds the frame bytes once per event and",
+    "`Subscriber.offer` hands them to `TransportSink.write`: what remains is the transport write itself",
+    "(one `send` syscall per socket and event-loop turn), which no Python server avoids short of batching",
+    "several events into one write, which the registry does when they arrive in the same turn.",
+    "",
+]
+
 METHOD = [
     "## Method",
     "",
@@ -328,6 +341,9 @@ METHOD = [
     "  replica's sockets read by their own load-client process (aiohttp, the same code for every peer,",
     "  offering permessage-deflate as browsers do: Node and the fast path decline it). Latency, loss,",
     "  duplicates and out-of-order frames are counted on every socket.",
+    "- **late** counts frames that reached a socket after a frame fired later: the firer keeps up to 64",
+    "  requests in flight, so replica A can take them out of firing order; every peer shows it, none of it",
+    "  is loss. *lost* and *dup* are per socket against every accepted fire.",
     "- **CPU.** *server µs/frame* is the CPU time (user + system, /proc) replicas B and C spent during the",
     "  phase and its 1 s drain, divided by the frames their sockets received; *driver µs/frame* is the same",
     "  for the two load-client processes.",
@@ -374,6 +390,8 @@ def write_markdown(res: dict[str, Any], path: Path, png: Path) -> None:
         ]
         best = sustained(res["ladder"])
         lines += ["**Sustained** (last ladder rate passed):", ""]
+        if not best:
+            lines.append(f"- no peer kept its median p99 ≤ {P99_LIMIT_MS:.0f} ms even at the lowest rate in this run")
         lines += [
             f"- {NAMES[k]}: {b['deliveries']:,.0f} deliveries/s ({b['rate']:g} ev/s), "
             f"median p99 {b['p99']:.1f} ms"
@@ -406,6 +424,7 @@ def write_markdown(res: dict[str, Any], path: Path, png: Path) -> None:
             "Before: every frame through the ASGI path (per-socket writer task)", res.get("profile_before")
         )
         lines += _profile("After: this run", res.get("profile"))
+        lines += PROFILE_NOTES
     lines += _cross_replica(res.get("cross_replica"))
     soak = res.get("soak")
     if soak:
