@@ -391,7 +391,7 @@ def write_markdown(res: dict[str, Any], path: Path, png: Path) -> None:
         best = sustained(res["ladder"])
         lines += ["**Sustained** (last ladder rate passed):", ""]
         if not best:
-            lines.append(f"- no peer kept its median p99 ≤ {P99_LIMIT_MS:.0f} ms at the lowest rate of this run")
+            lines.append(f"- no peer held p99 ≤ {P99_LIMIT_MS:.0f} ms at the lowest rate in this run")
         lines += [
             f"- {NAMES[k]}: {b['deliveries']:,.0f} deliveries/s ({b['rate']:g} ev/s), "
             f"median p99 {b['p99']:.1f} ms"
