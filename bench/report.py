@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 
+from bench import signing
 from bench.fanout import P99_LIMIT_MS, failed_rows
 from bench.procs import NAMES
 
@@ -124,6 +125,8 @@ def summary(res: dict[str, Any]) -> list[str]:
             f"{mem[BASE]['kib_per_socket']:.1f}"
             f" KiB = {ra:.2f}x (goal ≤ 0.8x)."
         )
+    if res.get("signing"):
+        out.append(signing.summary_line(res["signing"]))
     lost = sum(r["lost"] for r in rows if r["kind"] == "aifactory" and not failed_rows([r]))
     dups = sum(r["dups"] for r in rows if r["kind"] == "aifactory")
     out.append(
