@@ -17,12 +17,14 @@ __all__ = [
     "MAX_ID_LEN",
     "TERMINAL_PATH",
     "VERSION",
+    "WS_BAD_CONTROL",
     "WS_GOING_AWAY",
     "WS_INTERNAL_ERROR",
     "WS_MESSAGE_TOO_BIG",
     "WS_NORMAL",
     "WS_POLICY_VIOLATION",
     "WS_TAKEN_OVER",
+    "WS_TERMINAL_LOST",
     "WS_TRY_AGAIN_LATER",
 ]
 
@@ -56,4 +58,7 @@ WS_POLICY_VIOLATION = 1008  # bad or expired token, not your terminal, bad termi
 WS_MESSAGE_TOO_BIG = 1009  # a client frame over the socket's limit (events: 4 KiB; terminal: 64 KiB)
 WS_INTERNAL_ERROR = 1011  # audit log unavailable, no shell could be started
 WS_TRY_AGAIN_LATER = 1013  # client too slow, too many terminals
+WS_BAD_CONTROL = 1007  # a terminal text frame that is not a valid control message (docs/terminals.md)
 WS_TAKEN_OVER = 4409  # the terminal was attached from another connection
+# The terminal host that ran this shell restarted or is gone: the shell is lost, open a new terminal.
+WS_TERMINAL_LOST = 4410

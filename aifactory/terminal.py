@@ -86,6 +86,8 @@ class Attachment:
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(OUTPUT_QUEUE_CHUNKS))
     close_reason: str = ""
     close_code: int = WS_NORMAL
+    new: bool = False  # this attach started the shell
+    offset: int = 0  # output offset of the first byte queued (the replay's start)
 
 
 @dataclass(eq=False)
@@ -103,6 +105,8 @@ class Terminal:
     paused: bool = False
     closed: bool = False
     grace_handle: asyncio.TimerHandle | None = None
+    output_total: int = 0  # output bytes read from the PTY since the shell started
+    input_total: int = 0  # input bytes written to the PTY since the shell started
 
     @property
     def pid(self) -> int:
@@ -159,13 +163,20 @@ class TerminalManager:
                     self._spawn_close(term, "idle timeout")
 
     # ---- attach / detach ----------------------------------------------------------------------
-    async def attach(self, term_id: str, user_id: str) -> tuple[Terminal, Attachment]:
-        """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise."""
+    async def attach(
+        self, term_id: str, user_id: str, offset: int | None = None
+    ) -> tuple[Terminal, Attachment]:
+        """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise.
+
+        The scrollback is replayed from output offset `offset` (the bytes the client already has) or from
+        its oldest byte; `Attachment.offset` says where the replay starts.
+        """
         if not TERMINAL_ID.match(term_id):
             raise TerminalRefused(WS_POLICY_VIOLATION, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
         term = self.terminals.get(term_id)
         if term is not None and term.owner != user_id:
             raise TerminalRefused(WS_POLICY_VIOLATION, "terminal belongs to another user")
+        new = term is None
         if term is None:
             if len(self.terminals) >= self.max_terminals:
                 raise TerminalRefused(
@@ -177,8 +188,10 @@ class TerminalManager:
             term.grace_handle = None
         if term.attachment is not None:  # a newer connection of the same user takes the terminal over
             self._end_attachment(term, "terminal attached from another connection", WS_TAKEN_OVER)
-        att = Attachment()
-        replay = b"".join(term.scrollback)
+        start = term.output_total - term.scrollback_size
+        begin = min(max(offset if offset is not None else start, start), term.output_total)
+        att = Attachment(new=new, offset=begin)
+        replay = b"".join(term.scrollback)[begin - start :]
         if replay:
             att.queue.put_nowait(replay)
         term.attachment = att
@@ -213,6 +226,7 @@ class TerminalManager:
             except OSError:
                 return
             view = view[written:]
+            term.input_total += written
 
     def resize(self, term: Terminal, rows: int, cols: int) -> None:
         if not term.closed and 0 < rows < 1000 and 0 < cols < 1000:
@@ -274,6 +288,7 @@ class TerminalManager:
             self._spawn_close(term, "shell exited")
             return
         term.touch()
+        term.output_total += len(data)
         term.scrollback.append(data)
         term.scrollback_size += len(data)
         while term.scrollback_size > SCROLLBACK_BYTES and len(term.scrollback) > 1:

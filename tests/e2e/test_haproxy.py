@@ -78,7 +78,7 @@ async def terminal_visit(
     async with connect(
         f"{stack.lb.ws}{TERMINAL_PATH}/{term}?token={token}", additional_headers=headers
     ) as ws:
-        await ws.send("echo MARK:$AIFACTORY_REPLICA_ID:$$\n")
+        await ws.send(b"echo MARK:$AIFACTORY_REPLICA_ID:$$\n")
         out = ""
         while not (m := MARK.search(out)):
             out += await asyncio.wait_for(ws.recv(), 10)

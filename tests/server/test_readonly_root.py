@@ -104,8 +104,8 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
     async with connect(server.ws_url(f"{TERMINAL_PATH}/ro", token=sandboxed.token("alice", "org-a"))) as ws:
         # the shell's uid; writing under / refused; /tmp writable (arithmetic: the echoed input never matches)
         await ws.send(
-            "echo uid-$(id -u); touch /etc/x 2>/dev/null || echo ro-$((1+1)); "
-            "touch /tmp/ok && echo tmp-$((2+2))\n"
+            b"echo uid-$(id -u); touch /etc/x 2>/dev/null || echo ro-$((1+1)); "
+            b"touch /tmp/ok && echo tmp-$((2+2))\n"
         )
         seen = ""
         while not all(s in seen for s in ("uid-10001", "ro-2", "tmp-4")):

@@ -13,8 +13,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TAKEN_OVER
+from aifactory.constants import TERMINAL_PATH, WS_BAD_CONTROL, WS_POLICY_VIOLATION, WS_TAKEN_OVER
 from harness.app_servers import ServerSet, start_servers
+from harness.terminal_client import TerminalClient, recv_output
 from tests.server.wsclient import refused
 
 pytestmark = pytest.mark.timeout(90)
@@ -41,7 +42,7 @@ async def read_until(ws: ClientConnection, pattern: str, seen: list[str] | None 
 
     async def loop() -> re.Match[str]:
         while not (found := re.search(pattern, "".join(seen))):  # may already be in what an earlier call read
-            seen.append(await ws.recv())
+            seen.append(await recv_output(ws))
         return found
 
     try:
@@ -54,7 +55,7 @@ async def read_until(ws: ClientConnection, pattern: str, seen: list[str] | None 
 
 async def shell_pid(ws: ClientConnection) -> int:
     tag = uuid.uuid4().hex[:8]
-    await ws.send(f"echo pid-{tag}-$$-end\n")
+    await ws.send((f"echo pid-{tag}-$$-end\n").encode())
     return int((await read_until(ws, rf"pid-{tag}-(\d+)-end"))[1])
 
 
@@ -91,7 +92,7 @@ def term_url(server: ServerSet, term: str, user: str) -> str:
 async def test_owner_gets_a_real_pty_shell_without_the_servers_secrets(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-real", "alice")) as ws:
         await ws.send(
-            "tty; echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
+            b"tty; echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
         )
         seen: list[str] = []
         await read_until(ws, r"/dev/pts/\d+", seen)
@@ -103,19 +104,19 @@ async def test_another_user_is_refused_the_terminal(term_server: ServerSet) -> N
         await shell_pid(ws)
         code, reason = await refused(term_url(term_server, "t-owned", "mallory"))
         assert code == WS_POLICY_VIOLATION and "another user" in reason
-        await ws.send("echo still-mine\n")
+        await ws.send(b"echo still-mine\n")
         await read_until(ws, r"(?m)^still-mine")
 
 
 async def test_same_user_reattaches_within_grace_and_sees_the_same_shell(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-back", "alice")) as ws:
         pid = await shell_pid(ws)
-        await ws.send("export MARK=kept\n")
+        await ws.send(b"export MARK=kept\n")
     async with connect(term_url(term_server, "t-back", "alice")) as ws:
         seen: list[str] = []
         await read_until(ws, rf"pid-\w+-{pid}-end", seen)  # recent output replayed on reattach
         assert await shell_pid(ws) == pid
-        await ws.send("echo mark=$MARK\n")
+        await ws.send(b"echo mark=$MARK\n")
         await read_until(ws, "mark=kept")
     wait_reaped(pid)
 
@@ -123,7 +124,7 @@ async def test_same_user_reattaches_within_grace_and_sees_the_same_shell(term_se
 async def test_disconnect_closes_and_reaps_the_shell_after_grace(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-gone", "alice")) as ws:
         pid = await shell_pid(ws)
-        await ws.send("sleep 1000 & echo bg-$!-end\n")
+        await ws.send(b"sleep 1000 & echo bg-$!-end\n")
         background = int((await read_until(ws, r"bg-(\d+)-end"))[1])
     wait_reaped(pid)
     wait_dead(background)
@@ -135,7 +136,7 @@ async def test_disconnect_closes_and_reaps_the_shell_after_grace(term_server: Se
 async def test_exit_closes_the_socket_normally_and_reaps(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-exit", "alice")) as ws:
         pid = await shell_pid(ws)
-        await ws.send("exit\n")
+        await ws.send(b"exit\n")
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
         assert closed.value.rcvd is not None
@@ -188,3 +189,84 @@ async def test_idle_terminal_is_closed_and_reaped(tmp_path_factory: pytest.TempP
         wait_reaped(pid)
     finally:
         servers.stop()
+
+
+# ---- the framed wire protocol (docs/terminals.md) ------------------------------------------------
+
+
+async def test_ready_comes_first_and_output_is_binary(term_server: ServerSet) -> None:
+    client = TerminalClient(term_url(term_server, "t-ready", "alice"))
+    ready = await client.connect()
+    assert ready["terminal"] == "t-ready" and ready["new"] is True and ready["offset"] == 0
+    await client.send("echo pid-$$-end\n")
+    assert int((await client.read_until(r"pid-(\d+)-end"))[1]) == ready["pid"]
+    await client.close()
+
+
+async def test_a_paste_that_looks_like_a_resize_reaches_the_shell(term_server: ServerSet) -> None:
+    """The old in-band bug: bytes starting with {"type":"resize" were swallowed as a resize."""
+    client = TerminalClient(term_url(term_server, "t-paste", "alice"))
+    await client.connect()
+    await client.send('{"type":"resize","rows":5,"cols":7}\n')
+    await client.send("stty size; echo size-done\n")
+    await client.read_until(r"\b24 80\s+size-done")
+    assert '{"type":"resize","rows":5,"cols":7}' in client.text()  # the PTY echoed the pasted line
+    await client.close()
+
+
+async def test_a_differently_spaced_resize_resizes_and_types_nothing(term_server: ServerSet) -> None:
+    """The old bug's other half: '{"type": "resize", ...}' with spaces was typed into the shell."""
+    client = TerminalClient(term_url(term_server, "t-resize", "alice"))
+    await client.connect()
+    await client.control({"rows": 33, "type": "resize", "cols": 101})
+    await client.ws.send('{ "type" : "resize", "rows" : 40, "cols" : 120 }')  # type: ignore[union-attr]
+    await client.send("stty size\n")
+    await client.read_until(r"\b40 120\b")
+    assert "resize" not in client.text()
+    await client.close()
+
+
+async def test_input_control_message_types_text(term_server: ServerSet) -> None:
+    client = TerminalClient(term_url(term_server, "t-input", "alice"))
+    await client.connect()
+    await client.control({"type": "input", "data": "echo via-$((6*7))\n"})
+    await client.read_until(r"via-42")
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["echo typed-as-text", '{"type":"resize","rows":0,"cols":80}', '{"type":"bogus"}', "[1]"],
+)
+async def test_a_bad_control_frame_closes_1007_and_the_shell_lives_on(
+    term_server: ServerSet, frame: str
+) -> None:
+    client = TerminalClient(term_url(term_server, "t-bad", "alice"))
+    pid = (await client.connect())["pid"]
+    await client.ws.send(frame)  # type: ignore[union-attr]
+    assert await client.wait_closed() == WS_BAD_CONTROL
+    assert (await client.connect())["pid"] == pid
+    await client.close()
+
+
+async def test_reattach_with_offset_replays_only_the_missing_bytes_and_resends_unseen_input(
+    term_server: ServerSet,
+) -> None:
+    client = TerminalClient(term_url(term_server, "t-offset", "alice"))
+    first = await client.connect()
+    await client.send("echo one-$((1+0))\n")
+    await client.read_until(r"one-1")
+    await client.ws.close()  # type: ignore[union-attr]
+    await client.wait_closed()
+    client.sent += b"echo two-$((1+1))\n"  # typed while disconnected: never reached the shell
+    again = await client.connect()  # asserts the replay starts exactly at our offset (no gap, no repeat)
+    assert again["pid"] == first["pid"] and again["new"] is False
+    assert again["input_offset"] == len(client.sent) - len(b"echo two-$((1+1))\n")
+    await client.read_until(r"two-2")
+    assert client.text().count("one-1") == 1  # not replayed twice
+    await client.close()
+
+
+async def test_a_bad_offset_is_refused(term_server: ServerSet) -> None:
+    code, _ = await refused(term_url(term_server, "t-off", "alice") + "&offset=-1")
+    assert code == WS_POLICY_VIOLATION
