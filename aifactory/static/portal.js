@@ -1,5 +1,5 @@
 // AIFactory portal: sign in with a token, live events over /ws/events, task progress bars,
-// and a terminal pane over /ws/terminal/{id}. Plain browser JS, no build step.
+// and an xterm.js terminal pane over /ws/terminal/{id} (terminal.js). Plain browser JS, no build step.
 "use strict";
 
 (() => {
@@ -179,27 +179,16 @@
     if (id !== undefined) taskRow(id, name);
   }
 
-  // ---- terminal --------------------------------------------------------------------------------
+  // ---- terminal (aifactory/static/terminal.js) ---------------------------------------------------
   function openTerminal(id) {
-    if (state.terminal) state.terminal.close();
-    const out = $("terminal-output");
-    out.textContent = "";
-    setPill($("terminal-state"), "connecting", "off");
-    const ws = new WebSocket(wsUrl(`/ws/terminal/${encodeURIComponent(id)}`));
-    ws.binaryType = "arraybuffer";
-    state.terminal = ws;
-    const decoder = new TextDecoder();
-    ws.onopen = () => setPill($("terminal-state"), "open", "on");
-    ws.onmessage = (msg) => {
-      const text = typeof msg.data === "string" ? msg.data : decoder.decode(msg.data, { stream: true });
-      // strip ANSI escape sequences: the pane is plain text, not a terminal emulator
-      out.textContent += text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07/g, "");
-      out.scrollTop = out.scrollHeight;
-    };
-    ws.onclose = (ev) => {
-      if (state.terminal !== ws) return;
-      setPill($("terminal-state"), ev.code === 1000 ? "closed" : `closed (${ev.code})`, "bad");
-    };
+    if (!state.terminal) {
+      state.terminal = new window.AIFTerminalPane($("terminal"), $("terminal-state"), (tid, offset) => {
+        const url = wsUrl(`/ws/terminal/${encodeURIComponent(tid)}`);
+        return offset === null ? url : `${url}&offset=${offset}`;
+      });
+      window.aifTerminal = state.terminal;
+    }
+    state.terminal.open(id);
   }
 
   // ---- wiring ---------------------------------------------------------------------------------
@@ -216,13 +205,6 @@
     e.preventDefault();
     openTerminal($("terminal-id").value.trim() || "main");
   });
-  $("terminal-input-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    const ws = state.terminal;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send($("terminal-input").value + "\n");
-    $("terminal-input").value = "";
-  });
-
   const saved = sessionStorage.getItem("aifactory-token");
   if (saved) signIn(saved);
 })();

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,68 @@ def sign_in(page: Page, stack: Stack, token: str) -> str:
     return page.locator("#replica").get_attribute("data-replica") or ""
 
 
+def screen(page: Page) -> str:
+    return str(page.evaluate("window.aifTerminal.screenText()"))
+
+
+def wait_screen(page: Page, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+    """Poll the xterm.js buffer (what the user sees) until `pattern` matches."""
+    deadline = time.monotonic() + timeout
+    while not (found := re.search(pattern, screen(page))):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pattern!r} never appeared on the terminal screen:\n{screen(page)}")
+        page.wait_for_timeout(100)
+    return found
+
+
+def type_line(page: Page, line: str) -> None:
+    page.locator("#terminal").click()
+    page.keyboard.type(line)
+    page.keyboard.press("Enter")
+
+
+def drive_terminal(page: Page) -> None:
+    """Colours, a full-screen program, resize following the pane, Ctrl-C reaching the shell."""
+    type_line(page, "echo hello-from-$AIFACTORY_REPLICA_ID; printf '\\033[31mred\\033[0m-ok\\n'")
+    # the shell's answer, not the echoed command line: $AIFACTORY_REPLICA_ID expanded to a uuid
+    wait_screen(page, r"hello-from-[0-9a-f]{8}-")
+    wait_screen(page, r"(?m)^red-ok")  # the escape sequences were interpreted, not printed
+    red = page.evaluate(
+        """() => { const b = window.aifTerminal.term.buffer.active;
+        for (let i = b.length - 1; i >= 0; i--) { const l = b.getLine(i);
+          if (l.translateToString(true).startsWith('red-ok')) return l.getCell(0).getFgColor(); }
+        return -1; }"""
+    )
+    assert red == 1, f"'red' is not drawn in ANSI colour 1 (got {red})"
+
+    type_line(page, "top -n 1 -b | head -3; top -n 1 >/dev/null; echo top-$((6*7))")
+    wait_screen(page, r"top-42")  # full-screen top drew and exited (alternate screen restored)
+
+    page.evaluate("document.getElementById('terminal').style.width = '520px'")
+    page.evaluate("document.getElementById('terminal').style.height = '220px'")
+    page.wait_for_function("window.aifTerminal.term.cols < 70")
+    rows, cols = page.evaluate("[window.aifTerminal.term.rows, window.aifTerminal.term.cols]")
+    type_line(page, "stty size")
+    wait_screen(page, rf"(?m)^{rows} {cols}\s*$")
+
+    type_line(page, "sleep 1000")
+    page.wait_for_timeout(300)
+    page.keyboard.press("Control+C")
+    type_line(page, "echo after-ctrl-c-$?")
+    wait_screen(page, r"after-ctrl-c-130")  # 128 + SIGINT: the sleep was interrupted, not the shell
+
+    type_line(page, "vi -c 'normal ihello-vi' /tmp/vi-$$.txt")
+    wait_screen(page, r"hello-vi")
+    page.wait_for_timeout(300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "terminal-vi.png"), full_page=True)
+    page.keyboard.press("Escape")
+    page.keyboard.type(":q!")
+    page.keyboard.press("Enter")
+    type_line(page, "echo vi-done-$((1+1))")
+    wait_screen(page, r"vi-done-2")
+
+
 def test_portal_through_haproxy(stack: Stack, browser: BrowserContext) -> None:
     page = browser.new_page()
     errors: list[str] = []
@@ -92,16 +155,11 @@ def test_portal_through_haproxy(stack: Stack, browser: BrowserContext) -> None:
     expect(row.locator(".tstatus")).to_have_text("100%")
     assert row.locator("progress").evaluate("el => el.value") == 100
 
-    # the terminal pane: a real shell on the replica the affinity cookie pins
+    # the terminal pane: xterm.js on a real shell on the replica the affinity cookie pins
     page.fill("#terminal-id", "dana-term")
     page.click("#terminal-open")
     expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
-    page.fill("#terminal-input", "echo hello-from-$AIFACTORY_REPLICA_ID")
-    page.press("#terminal-input", "Enter")
-    # the shell's answer, not the echoed command line: $AIFACTORY_REPLICA_ID expanded to a uuid
-    expect(page.locator("#terminal-output")).to_contain_text(
-        re.compile(r"hello-from-[0-9a-f]{8}-"), timeout=10_000
-    )
+    drive_terminal(page)
     cookies = {c["name"]: c for c in browser.cookies(stack.lb.http)}
     assert "aifactory-affinity" not in cookies, "the affinity cookie must not travel with / or /ws/events"
     pinned = {c["name"]: c for c in browser.cookies(f"{stack.lb.http}{TERMINAL_PATH}/dana-term")}
