@@ -212,6 +212,27 @@ def cmd_serve() -> int:
     return 0
 
 
+def cmd_terminal_host() -> int:
+    """The shells' own process (AIFACTORY_TERMINALS=host): needs REDIS_URL and the shared secret."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if settings.redis_url is None:
+        return _fail(
+            "terminal-host needs REDIS_URL (Redis is the terminal directory) and AIFACTORY_AUTH_SECRET"
+        )
+    setup_logging(settings.log_level_no)
+    import uvicorn
+
+    from aifactory.terminal_host import create_host_app
+
+    server = uvicorn.Server(uvicorn_config(create_host_app(settings), settings))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 1
+
+
 def cmd_token(user: str, org: str, role: str, ttl: int) -> int:
     """Print a signed JWT on stdout (AIFACTORY_AUTH_SECRET, else the dev secret file)."""
     from aifactory.auth import ROLES, mint_token
@@ -265,6 +286,11 @@ def serve() -> int:
 @click.option("--ttl", type=int, default=3600, show_default=True, help="Seconds until expiry.")
 def token(user: str, org: str, role: str, ttl: int) -> int:
     return cmd_token(user, org, role, ttl)
+
+
+@cli.command("terminal-host", help="Run a terminal host: owns the shells when AIFACTORY_TERMINALS=host.")
+def terminal_host() -> int:
+    return cmd_terminal_host()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_AUDIT_LOG = "/tmp/aifactory-audit.jsonl"
 MIN_SECRET_BYTES = 32
+TERMINAL_MODES = ("local", "host")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -96,6 +97,8 @@ class Settings:
     terminal_idle_seconds: float = 900.0
     terminal_grace_seconds: float = 30.0
     terminal_max: int = 32
+    terminals_mode: str = "local"  # local: shells in this process; host: relayed to terminal hosts
+    terminal_host_address: str = ""  # terminal-host only: host:port the web tier dials (directory entry)
     task_max_steps: int = 100
     ws_overflow: str = "resync"
     redis_backoff_max: float = 30.0
@@ -214,6 +217,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "send a resync frame) or disconnect (close a slow client with 1013)"
         )
 
+    mode = env.get("AIFACTORY_TERMINALS", "").strip().lower() or "local"
+    if mode not in TERMINAL_MODES:
+        raise ConfigError(
+            f"AIFACTORY_TERMINALS={mode!r} is not a mode; set it to local (shells in this replica) or host "
+            "(shells on `aifactory-server terminal-host` processes, found through Redis)"
+        )
+    if mode == "host" and redis_url is None:
+        raise ConfigError(
+            "AIFACTORY_TERMINALS=host needs REDIS_URL (Redis is the terminal directory); set REDIS_URL or "
+            "use AIFACTORY_TERMINALS=local"
+        )
+
     return Settings(
         redis_url=redis_url,
         redis_target=target,
@@ -229,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         terminal_idle_seconds=_seconds(env, "AIFACTORY_TERMINAL_IDLE_SECONDS", 900.0, 0.1, 86400.0),
         terminal_grace_seconds=_seconds(env, "AIFACTORY_TERMINAL_GRACE_SECONDS", 30.0, 0.0, 3600.0),
         terminal_max=_int(env, "AIFACTORY_TERMINAL_MAX", 32, 0, 10_000),
+        terminals_mode=mode,
+        terminal_host_address=env.get("AIFACTORY_TERMINAL_HOST_ADDRESS", "").strip(),
         task_max_steps=_int(env, "AIFACTORY_TASK_MAX_STEPS", 100, 1, 10_000),
         ws_overflow=overflow,
         redis_backoff_max=_seconds(env, "AIFACTORY_REDIS_BACKOFF_MAX", 30.0, 0.05, 3600.0),

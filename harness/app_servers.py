@@ -42,8 +42,8 @@ def new_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
-def server_command() -> list[str]:
-    return [sys.executable, "-m", "aifactory.cli", "serve"]
+def server_command(command: str = "serve") -> list[str]:
+    return [sys.executable, "-m", "aifactory.cli", command]
 
 
 def base_env(workdir: Path) -> dict[str, str]:
@@ -93,6 +93,7 @@ class ServerProc:
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    command: str = "serve"  # or "terminal-host"
 
     @property
     def log_path(self) -> Path:
@@ -115,7 +116,7 @@ class ServerProc:
         self.env.setdefault("AIFACTORY_AUDIT_LOG", str(self.workdir / f"{self.name}-audit.jsonl"))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                server_command(),
+                server_command(self.command),
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -163,6 +164,12 @@ class ServerProc:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} bridge not {state!r} after {timeout}s (last /readyz: {body})")
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye (a crashed pod): its sockets drop without a close frame."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it lingers; returns the exit code."""
@@ -217,12 +224,14 @@ def start_servers(
     workdir: Path | None = None,
     names: Iterable[str] | None = None,
     wait: bool = True,
+    command: str = "serve",
 ) -> ServerSet:
     """Start `count` servers in parallel and (by default) wait until each answers /readyz."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="aif-servers-"))
     workdir.mkdir(parents=True, exist_ok=True)
     secret = secret if secret is not None else new_secret()
-    names = list(names) if names is not None else [f"replica{i + 1}" for i in range(count)]
+    prefix = "host" if command == "terminal-host" else "replica"
+    names = list(names) if names is not None else [f"{prefix}{i + 1}" for i in range(count)]
     servers = []
     for name in names[:count]:
         env = base_env(workdir)
@@ -234,7 +243,7 @@ def start_servers(
         if channel:
             env["REDIS_CHANNEL"] = channel
         env.update(extra_env or {})
-        servers.append(ServerProc(name=name, env=env, workdir=workdir))
+        servers.append(ServerProc(name=name, env=env, workdir=workdir, command=command))
     started = ServerSet([s.start() for s in servers], secret)
     try:
         if wait:

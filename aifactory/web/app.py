@@ -21,12 +21,15 @@ from aifactory.audit import AuditLog
 from aifactory.bus import start_bus
 from aifactory.config import Settings
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
+from aifactory.host_auth import HostRequestSigner
 from aifactory.tasks import TaskRunner
 from aifactory.terminal import TerminalManager
+from aifactory.terminal_directory import Directory
 from aifactory.web import routes
 from aifactory.web.errors import EXCEPTION_HANDLERS
 from aifactory.web.events_socket import ws_events
 from aifactory.web.state import ServerState
+from aifactory.web.terminal_relay import TerminalRelay
 from aifactory.web.terminal_socket import ws_terminal
 
 __all__ = ["create_app"]
@@ -57,14 +60,24 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             secret=settings.auth_secret,
             **state.bridge_options,
         )
-        state.terminals = TerminalManager(
-            shell=settings.terminal_shell,
-            replica_id=replica_id,
-            idle_seconds=settings.terminal_idle_seconds,
-            grace_seconds=settings.terminal_grace_seconds,
-            max_terminals=settings.terminal_max,
-        )
-        state.terminals.start()
+        conns = None
+        if settings.terminals_mode == "host":  # this replica owns no shell: it relays to terminal hosts
+            from aifactory.bridge.connections import RedisConnections  # redis-py only when needed
+
+            assert settings.redis_target is not None
+            conns = RedisConnections(settings.redis_target, replica_id, logging.LoggerAdapter(log, {}))
+            state.relay = TerminalRelay(
+                Directory(await conns.publisher()), HostRequestSigner(settings.auth_secret)
+            )
+        else:
+            state.terminals = TerminalManager(
+                shell=settings.terminal_shell,
+                replica_id=replica_id,
+                idle_seconds=settings.terminal_idle_seconds,
+                grace_seconds=settings.terminal_grace_seconds,
+                max_terminals=settings.terminal_max,
+            )
+            state.terminals.start()
         state.tasks = TaskRunner(replica_id)
         state.ready = True
         log.info("aifactory-server ready on %s:%d (replica %s)", settings.host, settings.port, replica_id)
@@ -73,7 +86,10 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         finally:
             state.ready = False
             await state.tasks.stop()
-            await state.terminals.stop()
+            if state.terminals is not None:
+                await state.terminals.stop()
+            if conns is not None:
+                await conns.drop_publisher()
             await state.bus.aclose()
 
     app = Starlette(

@@ -17,6 +17,7 @@ from aifactory.constants import WS_POLICY_VIOLATION
 from aifactory.tasks import TaskRunner
 from aifactory.terminal import TerminalManager
 from aifactory.web.errors import HttpError
+from aifactory.web.terminal_relay import TerminalRelay
 
 log = logging.getLogger("aifactory.server")
 
@@ -31,6 +32,7 @@ class ServerState:
     bridge_options: dict[str, Any] = field(default_factory=dict)
     bus: EventBus | None = None
     terminals: TerminalManager | None = None
+    relay: TerminalRelay | None = None  # AIFACTORY_TERMINALS=host: shells live on terminal hosts
     tasks: TaskRunner | None = None
     ready: bool = False
 

@@ -22,6 +22,18 @@ async def ws_terminal(websocket: WebSocket) -> None:
     if principal is None:
         return
     state = server_state(websocket)
+    if state.relay is not None:  # AIFACTORY_TERMINALS=host
+        try:
+            await state.relay.serve(
+                websocket,
+                principal,
+                on_new=lambda: audit(
+                    state, "terminal.open", principal, terminal=websocket.path_params["term_id"]
+                ),
+            )
+        except HttpError:
+            await websocket.close(code=WS_INTERNAL_ERROR, reason="audit log unavailable")
+        return
     assert state.terminals is not None
     terminals = state.terminals
     term_id = websocket.path_params["term_id"]

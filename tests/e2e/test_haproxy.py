@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from aifactory.constants import TERMINAL_PATH
 from harness.app_servers import http_json
+from harness.terminal_client import recv_output
 from tests.e2e.conftest import Stack
 from tests.e2e.lb import SERVED_BY
 
@@ -81,7 +82,7 @@ async def terminal_visit(
         await ws.send(b"echo MARK:$AIFACTORY_REPLICA_ID:$$\n")
         out = ""
         while not (m := MARK.search(out)):
-            out += await asyncio.wait_for(ws.recv(), 10)
+            out += await asyncio.wait_for(recv_output(ws), 10)
         set_cookie = ws.response.headers.get("set-cookie")
         return ws.response.headers[SERVED_BY], m.group(1), int(m.group(2)), set_cookie
 

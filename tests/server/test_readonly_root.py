@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 
 from aifactory.constants import DISABLED_LINE, TERMINAL_PATH
 from harness.app_servers import ServerProc, ServerSet, http_json, new_secret
+from harness.terminal_client import recv_output
 from tests.conftest import ROOT
 from tests.server.wsclient import EventClient
 
@@ -109,7 +110,7 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
         )
         seen = ""
         while not all(s in seen for s in ("uid-10001", "ro-2", "tmp-4")):
-            seen += await asyncio.wait_for(ws.recv(), 20)
+            seen += await asyncio.wait_for(recv_output(ws), 20)
 
     log = server.log_text()
     assert "Read-only file system" not in log and "Permission denied" not in log and "Traceback" not in log
