@@ -130,7 +130,7 @@ async def attach(websocket: WebSocket) -> None:
 
 async def readyz(request: Request) -> JSONResponse:
     state: HostState = request.app.state.host
-    body = {"status": "ok" if state.ready else "starting", "host": state.host_id}
+    body: dict[str, object] = {"status": "ok" if state.ready else "starting", "host": state.host_id}
     body["terminals"] = len(state.manager.terminals)
     return JSONResponse(body, status_code=200 if state.ready else 503)
 

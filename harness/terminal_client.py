@@ -55,7 +55,7 @@ class TerminalClient:
         self.ws = await connect(target, open_timeout=WAIT, max_size=None, **self.connect_kwargs)
         first = await asyncio.wait_for(self.ws.recv(), WAIT)
         assert isinstance(first, str), "the first frame must be the ready control message"
-        ready = json.loads(first)
+        ready: dict[str, Any] = json.loads(first)
         assert ready["type"] == "ready", ready
         if not self.readies or ready["new"]:
             self.output.clear()

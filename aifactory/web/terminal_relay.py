@@ -75,7 +75,9 @@ class TerminalRelay:
         url = f"ws://{host.address}/attach/{term_id}?user={quote(user, safe='')}"
         if offset is not None:
             url += f"&offset={offset}"
-        signed = self.signer.sign(user=user, terminal=term_id, host=host.host_id, token_exp=principal.exp)
+        signed = self.signer.sign(
+            user=user, terminal=term_id, host=host.host_id, token_exp=int(principal.exp)
+        )
         try:
             upstream = await connect(
                 url,
