@@ -37,7 +37,9 @@ async def readyz(request: Request) -> Response:
         "bridge": state.bus.state if state.bus else "starting",
         "channel": state.settings.channel if state.settings.redis_url else None,
         "clients": len(state.bus.registry) if state.bus else 0,
-        "terminals": len(state.terminals.terminals) if state.terminals else 0,
+        "terminals": (  # host mode: the terminal sockets this replica relays right now
+            len(state.terminals.terminals) if state.terminals else state.relay.active if state.relay else 0
+        ),
     }
     return JSONResponse(body, status_code=200 if state.ready else 503)
 

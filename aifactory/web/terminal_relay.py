@@ -41,6 +41,7 @@ class TerminalRelay:
     def __init__(self, directory: Directory, signer: HostRequestSigner) -> None:
         self.directory = directory
         self.signer = signer
+        self.active = 0  # terminal sockets relayed right now (/readyz "terminals")
 
     async def serve(
         self, websocket: WebSocket, principal: Principal, on_new: Callable[[], None] | None = None
@@ -91,7 +92,11 @@ class TerminalRelay:
             log.warning("terminal host %s unreachable: %s", host.host_id, type(exc).__name__)
             await websocket.close(WS_TRY_AGAIN_LATER, "terminal host unreachable; retrying")
             return
-        await _copy_both_ways(websocket, upstream)
+        self.active += 1
+        try:
+            await _copy_both_ways(websocket, upstream)
+        finally:
+            self.active -= 1
 
 
 async def _copy_both_ways(websocket: WebSocket, upstream: ClientConnection) -> None:

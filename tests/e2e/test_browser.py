@@ -8,55 +8,16 @@ terminal pane runs a command on the replica its affinity cookie pins. Screenshot
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect
 
 from aifactory.constants import TERMINAL_PATH
-from harness.app_servers import http_json
-from tests.conftest import ROOT
-from tests.e2e.conftest import Stack
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
+from harness.app_servers import ServerProc, http_json
+from tests.e2e.conftest import ARTIFACTS, HostStack, Stack
 
 
-@pytest.fixture
-def browser() -> Iterator[BrowserContext]:
-    if not Path(CHROMIUM).is_file():  # `make test` installs Debian's chromium (SYSTEM_DEPS)
-        raise RuntimeError(f"{CHROMIUM} missing: run the tests through `make test`")
-    profile = tempfile.mkdtemp(prefix="aif-chromium-")  # a fresh --user-data-dir every time
-    with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1200, "height": 860},
-        )
-        try:
-            yield ctx
-        finally:
-            ctx.close()
-            shutil.rmtree(profile, ignore_errors=True)
-
-
-def sign_in(page: Page, stack: Stack, token: str) -> str:
+def sign_in(page: Page, stack: Stack | HostStack, token: str) -> str:
     page.goto(stack.lb.http + "/")
     page.fill("#token", token)
     page.click("#signin-button")
@@ -170,3 +131,42 @@ def test_portal_through_haproxy(stack: Stack, browser: BrowserContext) -> None:
     page.screenshot(path=str(ARTIFACTS / "portal.png"), full_page=True)
     expect(page.locator("#signin")).to_be_hidden()
     assert errors == [], errors
+
+
+def test_portal_terminal_through_terminal_hosts_survives_a_web_replica_kill(
+    hstack: HostStack, browser: BrowserContext
+) -> None:
+    """AIFACTORY_TERMINALS=host behind HAProxy without affinity: the same terminal checks, then SIGKILL of
+    the replica relaying the socket; the page reattaches by itself to the same shell, nothing doubled."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, hstack, hstack.replicas.token("dana", org="org-d"))
+    page.fill("#terminal-id", "dana-hosted")
+    page.click("#terminal-open")
+    expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
+    drive_terminal(page)
+    type_line(page, "echo before-$$-kill")
+    pid = wait_screen(page, r"before-(\d+)-kill")[1]
+    assert page.locator("#terminal").get_attribute("data-pid") == pid
+    relaying = wait_relaying_replica(hstack)
+    relaying.kill()
+    page.wait_for_function("document.getElementById('terminal').dataset.attaches === '2'", timeout=30_000)
+    expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
+    assert page.locator("#terminal").get_attribute("data-pid") == pid  # the same shell
+    type_line(page, "echo after-$$-kill")
+    wait_screen(page, rf"after-{pid}-kill")
+    assert screen(page).count(f"before-{pid}-kill") == 1  # resumed at its offset: nothing replayed twice
+    page.screenshot(path=str(ARTIFACTS / "terminal-host-after-replica-kill.png"), full_page=True)
+    assert errors == [], errors
+
+
+def wait_relaying_replica(hstack: HostStack, timeout: float = 15.0) -> ServerProc:
+    """The replica whose /readyz counts the one relayed terminal socket."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for replica in hstack.replicas:
+            if replica.readyz()[1].get("terminals") == 1:
+                return replica
+        time.sleep(0.1)
+    raise AssertionError("no replica reports the relayed terminal socket")

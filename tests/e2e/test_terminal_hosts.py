@@ -8,10 +8,7 @@ stopping a host closes its terminals with WS_TERMINAL_LOST and a new terminal ca
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import redis
@@ -20,52 +17,13 @@ from websockets.exceptions import InvalidStatus
 
 from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TERMINAL_LOST
 from aifactory.host_auth import HEADER, HostRequestSigner
-from harness.app_servers import ServerProc, ServerSet, new_secret, run_server_once, start_servers
-from harness.redis_servers import RedisServer
+from harness.app_servers import new_secret, run_server_once, start_servers
 from harness.terminal_client import TerminalClient
-from tests.e2e.lb import HAProxy, example_settings
+from tests.e2e.conftest import HostStack
 
 pytestmark = pytest.mark.timeout(240)
 
 LINES = 400
-
-
-@dataclass
-class HostStack:
-    redis: RedisServer
-    hosts: ServerSet
-    replicas: ServerSet
-    lb: HAProxy
-
-    def url(self, server: ServerProc | None, term: str, user: str) -> str:
-        token = self.replicas.token(user, "org-h")
-        base = self.lb.ws if server is None else f"ws://127.0.0.1:{server.port}"
-        return f"{base}{TERMINAL_PATH}/{term}?token={token}"
-
-
-@pytest.fixture(scope="module")
-def hstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostStack]:
-    redis = RedisServer().start()
-    secret = new_secret()
-    workdir = tmp_path_factory.mktemp("hosts")
-    env = {"AIFACTORY_TERMINAL_GRACE_SECONDS": "30", "AIFACTORY_TERMINAL_SHELL": "/bin/sh"}
-    hosts = replicas = lb = None
-    try:
-        hosts = start_servers(
-            2, redis_url=redis.url, secret=secret, extra_env=env, workdir=workdir, command="terminal-host"
-        )
-        replicas = start_servers(
-            3, redis_url=redis.url, secret=secret, workdir=workdir, extra_env={"AIFACTORY_TERMINALS": "host"}
-        )
-        replicas.wait_bridge("connected")
-        settings = dataclasses.replace(example_settings(), affinity=False)
-        lb = HAProxy([f"127.0.0.1:{s.port}" for s in replicas], settings=settings).start()
-        yield HostStack(redis, hosts, replicas, lb)
-    finally:
-        for part in (lb, replicas, hosts):
-            if part is not None:
-                part.stop()
-        redis.stop()
 
 
 async def reconnect(client: TerminalClient, url: str, attempts: int = 50) -> dict[str, object]:
