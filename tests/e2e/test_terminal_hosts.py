@@ -123,6 +123,65 @@ async def test_a_host_accepts_only_requests_signed_by_the_web_tier(hstack: HostS
     assert not redis.Redis.from_url(hstack.redis.url).keys("aifactory:th:term:sneaky:*")  # nothing opened
 
 
+SHELL_ATTACK = """python3 - <<'PY'
+import socket
+s = socket.create_connection(("127.0.0.1", PORT))
+s.sendall(b"GET /attach/victim?user=hana HTTP/1.1\\r\\nHost: x\\r\\n"
+          b"Upgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n"
+          b"x-aifactory-host-request: h1.1.2.00.x\\r\\n\\r\\n")
+print("host-said", s.recv(200).split(b"\\r\\n")[0].decode())
+PY
+"""
+
+
+async def test_a_shell_cannot_impersonate_the_web_tier_on_a_host_port(hstack: HostStack) -> None:
+    client = TerminalClient(hstack.url(None, "attacker", "mallory"))
+    await client.connect()
+    await client.send("echo secret=[${AIFACTORY_AUTH_SECRET:-none}] redis=[${REDIS_URL:-none}]\n")
+    await client.read_until(r"secret=\[none\] redis=\[none\]")
+    for host in hstack.hosts:
+        await client.send(SHELL_ATTACK.replace("PORT", str(host.port)))
+        await client.read_until(r"host-said HTTP/1.1 403")
+        client.output.clear()
+    await client.close()
+
+
+async def test_sigkill_of_a_host_retries_then_says_the_shell_is_lost(hstack: HostStack) -> None:
+    extra = start_servers(
+        1,
+        redis_url=hstack.redis.url,
+        secret=hstack.replicas.secret,
+        extra_env={"AIFACTORY_TERMINAL_SHELL": "/bin/sh"},
+        command="terminal-host",
+        names=["doomed-host"],
+    )
+    doomed_id = extra[0].readyz()[1]["host"]
+    landed = None
+    for i in range(4):  # new terminals go to the host with the most free slots: one lands on the new host
+        client = TerminalClient(hstack.url(None, f"probe-{i}", "hana"))
+        if (await client.connect())["replica"] == doomed_id:
+            landed = client
+            break
+        await client.close()
+    assert landed is not None, "no terminal was placed on the new host"
+    extra[0].kill()
+    assert await landed.wait_closed() == 1013  # the relay lost the host: retry
+    deadline = asyncio.get_running_loop().time() + 40
+    codes = []
+    while asyncio.get_running_loop().time() < deadline:
+        async with connect(landed.url) as ws:
+            await ws.wait_closed()
+            codes.append(ws.close_code)
+        if codes[-1] == WS_TERMINAL_LOST:
+            break
+        await asyncio.sleep(0.5)
+    assert codes[-1] == WS_TERMINAL_LOST and set(codes) <= {1013, WS_TERMINAL_LOST}, codes
+    fresh = TerminalClient(landed.url)
+    assert (await fresh.connect())["new"] is True  # and the next open starts a new shell elsewhere
+    await fresh.close()
+
+
 async def test_stopping_a_host_closes_its_terminals_4410_and_a_new_one_opens(hstack: HostStack) -> None:
     client = TerminalClient(hstack.url(None, "fragile", "hana"))
     ready = await client.connect()
