@@ -164,7 +164,7 @@ class TerminalManager:
 
     # ---- attach / detach ----------------------------------------------------------------------
     async def attach(
-        self, term_id: str, user_id: str, offset: int | None = None
+        self, term_id: str, user_id: str, *, offset: int | None = None
     ) -> tuple[Terminal, Attachment]:
         """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise.
 

@@ -115,7 +115,7 @@ async def attach(websocket: WebSocket) -> None:
         state.names[key] = (term_id, user)
     state.opening.add(key)
     try:
-        term, att = await state.manager.attach(key, user, offset)
+        term, att = await state.manager.attach(key, user, offset=offset)
     except TerminalRefused as exc:
         await websocket.close(code=exc.code, reason=exc.reason)
         return

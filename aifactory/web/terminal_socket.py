@@ -50,7 +50,7 @@ async def ws_terminal(websocket: WebSocket) -> None:
         await websocket.close(code=WS_POLICY_VIOLATION, reason=str(exc))
         return
     try:
-        term, att = await terminals.attach(term_id, principal.user_id, offset)
+        term, att = await terminals.attach(term_id, principal.user_id, offset=offset)
     except TerminalRefused as exc:
         log.info("terminal %s refused for %s: %s", term_id, principal.user_id, exc.reason)
         await websocket.close(code=exc.code, reason=exc.reason)

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from harness.app_servers import ServerProc, ServerSet, start_servers
+from harness.terminal_client import recv_output
 from tests.server.wsclient import WAIT, EventClient
 
 pytestmark = pytest.mark.timeout(180)
@@ -135,10 +136,10 @@ async def test_events_socket_refuses_client_frames_over_4_kib(server: ServerSet)
 async def test_terminal_input_is_capped_but_a_paste_fits(server: ServerSet) -> None:
     url = server[0].ws_url("/ws/terminal/paste", token=server.token("typist"))
     async with connect(url, open_timeout=WAIT) as ws:
-        await ws.send("cat > /dev/null\n")
-        await ws.send("y" * 60_000 + "\n")  # a 60 KB paste goes through
-        await ws.send("\x04echo pasted-$((6*7))\n")
+        await ws.send(b"cat > /dev/null\n")  # terminal bytes travel as binary frames (docs/terminals.md)
+        await ws.send(b"y" * 60_000 + b"\n")  # a 60 KB paste goes through
+        await ws.send(b"\x04echo pasted-$((6*7))\n")
         seen = ""
         while "pasted-42" not in seen:
-            seen += await asyncio.wait_for(ws.recv(), WAIT)
-    assert await close_code_after(url.replace("paste", "huge"), "z" * (64 * 1024 + 1)) == MESSAGE_TOO_BIG
+            seen += await asyncio.wait_for(recv_output(ws), WAIT)
+    assert await close_code_after(url.replace("paste", "huge"), b"z" * (64 * 1024 + 1)) == MESSAGE_TOO_BIG

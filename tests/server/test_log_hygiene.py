@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from harness.app_servers import ServerSet, http_json, start_servers
+from harness.terminal_client import recv_output
 from tests.server.wsclient import WAIT, EventClient, refused
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,10 +53,10 @@ async def test_debug_log_has_no_frame_content_and_no_token_in_any_spelling(debug
     async with connect(
         f"ws://127.0.0.1:{server.port}/ws/terminal/t1?tok%65n={term_token}", open_timeout=WAIT
     ) as ws:
-        await ws.send(f"echo {typed} | tr a-z A-Z; echo {output}\n")
+        await ws.send(f"echo {typed} | tr a-z A-Z; echo {output}\n".encode())
         seen = ""
         while output not in seen.split(f"echo {output}")[-1]:
-            seen += await asyncio.wait_for(ws.recv(), WAIT)
+            seen += await asyncio.wait_for(recv_output(ws), WAIT)
         assert typed.upper() in seen
 
     for i, key in enumerate(ACCEPTED):
