@@ -135,6 +135,10 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if state.ready else 503)
 
 
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
 def create_host_app(settings: Settings) -> Starlette:
     host_id = str(uuid.uuid4())
     manager = TerminalManager(
@@ -176,7 +180,11 @@ def create_host_app(settings: Settings) -> Starlette:
             await conns.drop_publisher()
 
     app = Starlette(
-        routes=[Route("/readyz", readyz), WebSocketRoute(ATTACH_PATH + "/{term_id}", attach)],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            WebSocketRoute(ATTACH_PATH + "/{term_id}", attach),
+        ],
         lifespan=lifespan,
     )
     app.state.host = state

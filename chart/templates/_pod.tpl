@@ -97,6 +97,10 @@ containers:
           secretKeyRef:
             name: {{ include "aifactory.authSecretName" $root }}
             key: AIFACTORY_AUTH_SECRET
+      {{- if eq (toString ($root.Values.terminals | default dict).mode) "host" }}
+      - name: AIFACTORY_TERMINALS
+        value: host
+      {{- end }}
       {{- with $v.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}

@@ -103,9 +103,15 @@ How to add a refusal:
 {{- end }}
 
 {{/* Gather every refusal; fail once with all of them, one per line. */}}
+{{- define "aifactory.validate.terminalsHostWithoutRedis" -}}
+{{- if and (eq (toString (.Values.terminals | default dict).mode) "host") (not .Values.redis.enabled) -}}
+[terminals-host-without-redis] terminals.mode=host but redis.enabled=false: Redis is the directory that tells web pods which terminal host owns a terminal. Set redis.enabled=true with redis.externalSecretName, or terminals.mode=local.
+{{- end }}
+{{- end }}
+
 {{- define "aifactory.validate" -}}
 {{- $messages := list }}
-{{- range $check := list "redisSourceMissing" "redisSourceAmbiguous" "redisUrlInvalid" "hpaMinAboveMax" "extraEnvReserved" "tierRouteUnknown" "tierPathUnrouted" "tiersWithoutRedis" "tierNoReplicas" }}
+{{- range $check := list "redisSourceMissing" "redisSourceAmbiguous" "redisUrlInvalid" "hpaMinAboveMax" "extraEnvReserved" "tierRouteUnknown" "tierPathUnrouted" "tiersWithoutRedis" "tierNoReplicas" "terminalsHostWithoutRedis" }}
 {{- $msg := include (printf "aifactory.validate.%s" $check) $ | trim }}
 {{- if $msg }}{{ $messages = append $messages $msg }}{{ end }}
 {{- end }}

@@ -29,6 +29,11 @@ CASES: dict[str, list[str]] = {
     "inline-url-other-channel": sets(
         "redis.enabled=true", f"redis.url={INLINE_URL}", "redis.channel=other:events"
     ),
+    "terminals-host": [
+        *EXTERNAL,
+        *sets("replicaCount=3", "terminals.mode=host", "terminals.runtimeClassName=gvisor"),
+        *sets("terminals.host.resources.requests.memory=256Mi"),
+    ],
     "channel-override": [*EXTERNAL, *sets("redis.channel=team-b:events")],
     "redis-disabled-keeps-source": sets("redis.externalSecretName=aifactory-redis", "replicaCount=2"),
     "hpa": [

@@ -51,8 +51,14 @@ def by_kind(objs: Rendered, kind: str) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind]
 
 
+def is_terminal_host(obj: dict[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/component") == "terminal-host"
+
+
 def one(objs: Rendered, kind: str) -> dict[str, Any]:
-    found = by_kind(objs, kind)
+    """The web tier's only object of `kind` (terminals.mode=host adds a terminal-host Deployment/Service)."""
+    found = [o for o in by_kind(objs, kind) if not is_terminal_host(o)]
     assert len(found) == 1, f"expected exactly one {kind}, got {[o['metadata']['name'] for o in found]}"
     return found[0]
 

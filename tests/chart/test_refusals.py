@@ -70,6 +70,10 @@ REFUSALS = {
         [*TIERS, *sets("tiers.agents.replicaCount=0")],
         ["tier(s) agents would run no pod", "tiers.<name>.replicaCount"],
     ),
+    "terminals-host-without-redis": (
+        sets("terminals.mode=host"),
+        ["terminals.mode=host", "redis.enabled=true", "terminals.mode=local"],
+    ),
 }  # fmt: skip
 
 

@@ -9,7 +9,17 @@ import yaml
 
 from aifactory.constants import DEFAULT_CHANNEL, EVENTS_PATH, TERMINAL_PATH, VERSION
 from tests.chart.cases import CASES, INLINE_URL
-from tests.chart.rendering import StrictLoader, by_kind, container, env, named, one, pod_spec, render
+from tests.chart.rendering import (
+    StrictLoader,
+    by_kind,
+    container,
+    env,
+    is_terminal_host,
+    named,
+    one,
+    pod_spec,
+    render,
+)
 
 MANAGED_ENV = {"PORT", "LOG_LEVEL", "REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET"}
 
@@ -357,3 +367,32 @@ def test_laptop_example_equals_defaults(helm: str) -> None:
         return sorted((o["kind"], str(o)) for o in objs)
 
     assert shape("example:laptop") == shape("defaults")
+
+
+def test_terminal_host_mode_renders_the_host_tier(helm: str) -> None:
+    """terminals.mode=host: web pods relay (AIFACTORY_TERMINALS=host); host Deployment + headless Service."""
+    objs = render(helm, "terminals-host")
+    assert env(objs)["AIFACTORY_TERMINALS"]["value"] == "host"
+    host = named(objs, "Deployment", "aifactory-terminal-host")
+    spec = host["spec"]["template"]["spec"]
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["automountServiceAccountToken"] is False
+    ctr = spec["containers"][0]
+    assert ctr["args"] == ["aifactory-server", "terminal-host"]
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert ctr["resources"] == {"requests": {"memory": "256Mi"}}
+    variables = {e["name"]: e for e in ctr["env"]}
+    assert variables["AIFACTORY_TERMINAL_HOST_ADDRESS"]["value"] == "$(POD_IP):8000"
+    assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
+    assert "AIFACTORY_TERMINALS" not in variables
+    labels = host["spec"]["selector"]["matchLabels"]
+    assert labels["app.kubernetes.io/component"] == "terminal-host"
+    svc = named(objs, "Service", "aifactory-terminal-host")
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["selector"] == labels
+    assert one(objs, "Deployment")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
+
+
+def test_local_terminals_render_no_host_tier(helm: str) -> None:
+    objs = render(helm, "defaults")
+    assert not [o for o in objs if is_terminal_host(o)]
+    assert "AIFACTORY_TERMINALS" not in env(objs)

@@ -56,6 +56,9 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         [],
     ),
     "extra-env-fine": ({"extraEnv": [{"name": "FEATURE_X", "value": "1"}]}, []),
+    "terminals-host-without-redis": ({"terminals": {"mode": "host"}}, []),
+    "terminals-host-with-redis": ({"terminals": {"mode": "host"}, **EXTERNAL}, []),
+    "terminals-host-via-set": ({}, ["terminals.mode=host"]),
     "all-refusals": (
         {
             "redis": {"enabled": True},

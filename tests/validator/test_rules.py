@@ -159,6 +159,13 @@ def test_the_specs_own_values_block_warns_that_it_renders_no_ingress() -> None:
     assert "ingress-values-without-ingress" not in ids(validate({"ingress": traefik}))
 
 
+def test_host_mode_terminals_need_no_affinity_cookie() -> None:
+    """terminals.mode=host: any web pod reaches any terminal, so no affinity warning."""
+    values = {"replicaCount": 3, **EXTERNAL, "ingress": INGRESS, "terminals": {"mode": "host"}}
+    assert "ingress-without-terminal-affinity" not in ids(validate(values))
+    assert "ingress-without-terminal-affinity" in ids(validate({**values, "terminals": {"mode": "local"}}))
+
+
 def test_redis_url_and_secret_while_redis_is_off_both_warn() -> None:
     found = validate({"redis": {"url": "redis://r:6379/0", "externalSecretName": "s"}})
     hits = [f.path for f in found if f.rule == "redis-values-without-redis"]

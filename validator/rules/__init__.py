@@ -27,6 +27,7 @@ CHART_RULES = (
     "tier-path-unrouted",
     "tiers-without-redis",
     "tier-no-replicas",
+    "terminals-host-without-redis",
 )
 
 

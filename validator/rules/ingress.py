@@ -35,6 +35,8 @@ def ingress_without_terminal_affinity(ctx: Context, finding: Emit) -> Iterator[F
     _, high = ctx.replica_range()
     if high <= 1 or not truthy(ctx.get("ingress", "enabled")):
         return
+    if str(ctx.get("terminals", "mode")) == "host":  # any web pod reaches any terminal via its host
+        return
     if truthy(ctx.get("ingress", "terminalAffinity", "enabled")):
         return
     if _nginx_affinity(ctx.mapping("ingress", "annotations")) or _traefik_sticky(
@@ -45,7 +47,7 @@ def ingress_without_terminal_affinity(ctx: Context, finding: Emit) -> Iterator[F
         f"{ctx.replicas_text()} behind the ingress without terminal affinity: a /ws/terminal WebSocket that "
         "lands on another replica loses its terminal (terminal streams are stateful per replica)",
         "set ingress.terminalAffinity.enabled=true "
-        "(and ingress.terminalAffinity.controller=nginx or traefik)",
+        "(and ingress.terminalAffinity.controller=nginx or traefik), or terminals.mode=host",
         "ingress.terminalAffinity.enabled",
         ctx.loc("ingress", "terminalAffinity", "enabled"),
     )

@@ -98,3 +98,15 @@ def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
                     f"{where}[{i}].name",
                     ctx.loc(*prefix, i, "name"),
                 )
+
+
+@rule("terminals-host-without-redis", ERROR, "terminals.mode=host while redis.enabled=false")
+def terminals_host_without_redis(ctx: Context, finding: Emit) -> Iterator[Finding]:
+    if str(ctx.get("terminals", "mode")) == "host" and not truthy(ctx.get("redis", "enabled")):
+        yield finding(
+            "terminals.mode=host but redis.enabled=false: Redis is the directory that tells web pods which "
+            "terminal host owns a terminal; the chart refuses to render",
+            "set redis.enabled=true with redis.externalSecretName, or terminals.mode=local",
+            "terminals.mode",
+            ctx.loc("terminals", "mode"),
+        )
