@@ -26,7 +26,6 @@ from harness.ports import free_port, wait_for_port
 from harness.redis_servers import RedisServer
 from tests.conftest import EXAMPLES
 from tests.e2e.lb import SERVED_BY
-from tests.e2e.test_browser import browser  # noqa: F401 - the Debian chromium fixture
 
 
 class TierStack:
@@ -170,7 +169,7 @@ def test_haproxy_tier_config_refuses_a_tier_without_servers() -> None:
 
 def test_browser_on_ui_tier_sees_a_task_that_runs_on_agents(
     stack: TierStack,
-    browser: BrowserContext,  # noqa: F811 - the fixture imported above
+    browser: BrowserContext,  # the Debian chromium fixture (tests/e2e/conftest.py)
 ) -> None:
     """Debian's chromium through HAProxy: the page and its event socket are served by the ui tier, the
     task it starts runs on the agents tier (its audit record is written there), the bar fills to 100%."""
