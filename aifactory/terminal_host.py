@@ -158,6 +158,10 @@ def create_host_app(settings: Settings) -> Starlette:
         conns = RedisConnections(settings.redis_target, host_id, logging.LoggerAdapter(log, {}))
         state.directory = Directory(await conns.publisher())
         manager.start()
+        # Listed in the directory before /readyz says ready: a ready host can be picked at once.
+        await state.directory.refresh(
+            [], host_id, {"address": state.address, "terminals": 0, "max": manager.max_terminals}
+        )
         beat = asyncio.create_task(_heartbeat(state), name="terminal-host-heartbeat")
         state.ready = True
         log.info("terminal host %s ready on %s (advertised as %s)", host_id, settings.port, state.address)

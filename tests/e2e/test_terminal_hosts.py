@@ -158,7 +158,7 @@ async def test_sigkill_of_a_host_retries_then_says_the_shell_is_lost(hstack: Hos
     )
     doomed_id = extra[0].readyz()[1]["host"]
     landed = None
-    for i in range(4):  # new terminals go to the host with the most free slots: one lands on the new host
+    for i in range(8):  # new terminals go to the host with the most free slots: one lands on the new host
         client = TerminalClient(hstack.url(None, f"probe-{i}", "hana"))
         if (await client.connect())["replica"] == doomed_id:
             landed = client
