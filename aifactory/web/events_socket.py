@@ -10,9 +10,10 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from aifactory.auth import Principal
 from aifactory.constants import WS_MESSAGE_TOO_BIG, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from aifactory.registry import LocalRegistry, Subscriber, SubscriberClosed
-from aifactory.web.state import server_state, ws_principal
+from aifactory.web.state import server_state, user_socket
 from aifactory.web.ws_protocol import SINK_EXTENSION, TransportSink
 
 WRITER_BATCH = 64
@@ -71,9 +72,12 @@ async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
 
 async def ws_events(websocket: WebSocket) -> None:
     """Live events for the token's user: their own, their org's and broadcasts, from every replica."""
-    principal = await ws_principal(websocket)
-    if principal is None:
-        return
+    async with user_socket(websocket) as principal:
+        if principal is not None:
+            await _serve_events(websocket, principal)
+
+
+async def _serve_events(websocket: WebSocket, principal: Principal) -> None:
     state = server_state(websocket)
     assert state.bus is not None
     sub = Subscriber(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +15,8 @@ from aifactory.audit import AuditError, AuditLog
 from aifactory.auth import AuthError, Principal, bearer_token, verify_token
 from aifactory.bus import EventBus
 from aifactory.config import Settings
-from aifactory.constants import WS_POLICY_VIOLATION
+from aifactory.constants import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
+from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
 from aifactory.terminal import TerminalManager
 from aifactory.web.errors import HttpError
@@ -28,6 +31,7 @@ class ServerState:
     settings: Settings
     replica_id: str
     audit: AuditLog
+    sockets: SocketQuota
     bridge_options: dict[str, Any] = field(default_factory=dict)
     bus: EventBus | None = None
     terminals: TerminalManager | None = None
@@ -60,6 +64,27 @@ async def ws_principal(websocket: WebSocket) -> Principal | None:
     except AuthError as exc:
         await websocket.close(code=WS_POLICY_VIOLATION, reason=str(exc))
         return None
+
+
+@contextlib.asynccontextmanager
+async def user_socket(websocket: WebSocket) -> AsyncIterator[Principal | None]:
+    """The socket's caller, holding one of their AIFACTORY_MAX_SOCKETS_PER_USER slots while inside.
+
+    None (the socket is already closed: 1008 bad token, 1013 too many sockets of this user) otherwise.
+    """
+    principal = await ws_principal(websocket)
+    if principal is None:
+        yield None
+        return
+    sockets = server_state(websocket).sockets
+    if not sockets.acquire(principal.user_id):
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=sockets.reason)
+        yield None
+        return
+    try:
+        yield principal
+    finally:
+        sockets.release(principal.user_id)
 
 
 def audit(state: ServerState, action: str, actor: Principal, **details: Any) -> None:
