@@ -68,7 +68,7 @@ def host_pid(session: int, ns_pid: int) -> int:
                 nspid = next(line.split()[1:] for line in fh if line.startswith("NSpid:"))
         except (OSError, StopIteration):
             continue
-        if int(fields[3]) == session and len(nspid) > 1 and int(nspid[-1]) == ns_pid:
+        if int(fields[3]) == session and int(nspid[-1]) == ns_pid:
             return int(entry)
     raise AssertionError(f"no process {ns_pid} in the sandbox of session {session}")
 
