@@ -92,9 +92,27 @@ def shell_env(term_id: str, user_id: str, replica_id: str, home: str) -> dict[st
     }
 
 
+def _mapped(id_map: str, value: int) -> bool:
+    """Whether `value` is mapped in this process's user namespace (/proc/self/uid_map or gid_map)."""
+    try:
+        with open(f"/proc/self/{id_map}") as fh:
+            ranges = [tuple(map(int, line.split())) for line in fh if line.strip()]
+    except OSError:
+        return False
+    return any(inside <= value < inside + count for inside, _outside, count in ranges)
+
+
 def sandbox_uid() -> int | None:
-    """The host uid sandboxes run as: the server's own when unprivileged, `nobody` when it is root."""
-    return UID_WHEN_ROOT if os.geteuid() == 0 else None
+    """The uid sandboxes run as: the server's own when unprivileged, `nobody` when it is root.
+
+    A root that is root only of its own user namespace (e.g. under `unshare --map-root-user`) may have no
+    `nobody` to become; its uid 0 is an unprivileged host uid already, so it keeps it.
+    """
+    if os.geteuid() != 0:
+        return None
+    if _mapped("uid_map", UID_WHEN_ROOT) and _mapped("gid_map", UID_WHEN_ROOT):
+        return UID_WHEN_ROOT
+    return None
 
 
 def _system_mounts(shell: str) -> list[str]:

@@ -385,6 +385,7 @@ async def test_no_user_namespaces_means_one_error_and_1011_never_a_silent_fallba
         errors = [line for line in log.splitlines() if " ERROR " in line]
         assert len(errors) == 1 and "ERROR aifactory.terminal: terminal sandbox unavailable" in errors[0]
         assert "AIFACTORY_TERMINAL_SANDBOX=off" in errors[0] and "user namespaces" in errors[0]
+        assert "bwrap: Creating new namespace failed" in errors[0], errors[0]  # bwrap's own reason
         for term in ("t-1", "t-2"):
             assert await refused(term_url(servers, term, "alice")) == (WS_INTERNAL_ERROR, SANDBOX_UNAVAILABLE)
         client = await EventClient.connect(server.ws_url(token=servers.token("alice", "org-a")))
