@@ -74,15 +74,27 @@ def start_as_pod_user(workdir: Path, extra_env: dict[str, str]) -> ServerSet:
     return start_wrapped(workdir, wrapper, env, secret)
 
 
-def denied_userns_wrapper() -> list[str]:
-    """Run the server where no user namespace can be created (what a strict seccomp profile does)."""
+# Where the sandbox cannot be created, two ways pods get it wrong: a seccomp profile that forbids new user
+# namespaces (here: user.max_user_namespaces=0), and the runtime's masked /proc (here: /proc/keys covered).
+DENIALS = {
+    "no-userns": ("echo 0 > /proc/sys/user/max_user_namespaces", "bwrap: Creating new namespace failed"),
+    "masked-proc": ("mount --bind /dev/null /proc/keys", "bwrap: Can't mount proc"),
+}
+
+
+def denied_wrapper(denial: str) -> list[str]:
+    """Run the server in its own user namespace where the sandbox is denied in the way `denial` names."""
+    setup, _reason = DENIALS[denial]
     return [
         "unshare",
         "--user",
         "--map-root-user",
+        "--mount",
+        "--propagation",
+        "private",
         "sh",
         "-c",
-        'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"',
+        f'{setup} && exec "$@"',
         "sh",
         *server_command(),
     ]
@@ -362,7 +374,7 @@ async def test_ctrl_c_interrupts_a_foreground_job_in_the_sandbox(capped: ServerS
         assert "\nnot-interrupted" not in "".join(seen)
 
 
-def _start_denied(workdir: Path, mode: str) -> ServerSet:
+def _start_denied(workdir: Path, mode: str, denial: str = "no-userns") -> ServerSet:
     env = base_env(workdir)
     secret = new_secret()
     env.update(
@@ -372,20 +384,21 @@ def _start_denied(workdir: Path, mode: str) -> ServerSet:
         AIFACTORY_TERMINAL_SANDBOX=mode,
         LOG_LEVEL="INFO",
     )
-    return start_wrapped(workdir, denied_userns_wrapper(), env, secret)
+    return start_wrapped(workdir, denied_wrapper(denial), env, secret)
 
 
-async def test_no_user_namespaces_means_one_error_and_1011_never_a_silent_fallback(
-    tmp_path_factory: pytest.TempPathFactory,
+@pytest.mark.parametrize("denial", sorted(DENIALS))
+async def test_no_sandbox_means_one_error_and_1011_never_a_silent_fallback(
+    tmp_path_factory: pytest.TempPathFactory, denial: str
 ) -> None:
-    servers = _start_denied(tmp_path_factory.mktemp("denied"), "on")
+    servers = _start_denied(tmp_path_factory.mktemp("denied"), "on", denial)
     try:
         server = servers[0]
         log = server.wait_for_log("terminal sandbox unavailable")
         errors = [line for line in log.splitlines() if " ERROR " in line]
         assert len(errors) == 1 and "ERROR aifactory.terminal: terminal sandbox unavailable" in errors[0]
         assert "AIFACTORY_TERMINAL_SANDBOX=off" in errors[0] and "user namespaces" in errors[0]
-        assert "bwrap: Creating new namespace failed" in errors[0], errors[0]  # bwrap's own reason
+        assert DENIALS[denial][1] in errors[0], errors[0]  # bwrap's own reason
         for term in ("t-1", "t-2"):
             assert await refused(term_url(servers, term, "alice")) == (WS_INTERNAL_ERROR, SANDBOX_UNAVAILABLE)
         client = await EventClient.connect(server.ws_url(token=servers.token("alice", "org-a")))
