@@ -28,8 +28,8 @@ from aifactory.terminal import SANDBOX_UNAVAILABLE
 from harness.app_servers import ServerProc, ServerSet, base_env, new_secret, server_command, start_servers
 from harness.redis_servers import RedisServer, wait_until
 from tests.server.conftest import REDIS_PASSWORD
+from tests.server.shells import host_pid, leader_pid, read_until
 from tests.server.test_readonly_root import APP_VIEW, sandbox_script
-from tests.server.test_terminal import host_pid, leader_pid, read_until
 from tests.server.wsclient import EventClient, refused
 
 pytestmark = pytest.mark.timeout(120)
