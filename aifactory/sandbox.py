@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MODES = ("on", "off")
 WORKSPACE = "/workspace"  # where the terminal's own directory appears inside the sandbox
@@ -64,6 +64,8 @@ class SandboxSpec:
     prlimit: str
     shell: str
     limits: Limits = field(default_factory=Limits)
+    # False where the runtime masks /proc (procMount: Default) so no procfs can be mounted: an empty /proc
+    fresh_proc: bool = True
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,7 @@ def sandbox_command(
         HOSTNAME,
         "--die-with-parent",
         *_system_mounts(spec.shell),
-        "--proc",
-        "/proc",
+        *(("--proc", "/proc") if spec.fresh_proc else ("--dir", "/proc")),
         "--dev",
         "/dev",
         "--size",
@@ -221,8 +222,27 @@ def find_spec(shell: str) -> SandboxSpec:
     return SandboxSpec(bwrap=tools["bwrap"], prlimit=tools["prlimit"], shell=shell)
 
 
-def probe(spec: SandboxSpec, workspace_root: str) -> None:
-    """Create one throwaway sandbox as a terminal would; raise SandboxUnavailable with bwrap's reason."""
+MASKED_PROC = "Can't mount proc"  # bwrap's error where the container runtime masks parts of /proc
+
+
+def probe(spec: SandboxSpec, workspace_root: str) -> SandboxSpec:
+    """Create one throwaway sandbox as a terminal would; the spec that works, else SandboxUnavailable.
+
+    Where a fresh /proc is refused (a masked /proc), the sandbox is kept with an empty /proc instead: every
+    other guarantee holds, only tools that read /proc (ps, top) see nothing. The caller says so in the log.
+    """
+    try:
+        _run_probe(spec, workspace_root)
+        return spec
+    except SandboxUnavailable as exc:
+        if MASKED_PROC not in str(exc):
+            raise
+    without_proc = replace(spec, fresh_proc=False)
+    _run_probe(without_proc, workspace_root)
+    return without_proc
+
+
+def _run_probe(spec: SandboxSpec, workspace_root: str) -> None:
     workspace = make_workspace(workspace_root, "probe", sandbox_uid())
     try:
         cmd = sandbox_command(

@@ -184,9 +184,15 @@ class TerminalManager:
             )
         else:
             try:
-                self.sandbox = sandbox.find_spec(self.shell)
                 self.workspace_root = sandbox.make_workspace_root()
-                sandbox.probe(self.sandbox, self.workspace_root)
+                self.sandbox = sandbox.probe(sandbox.find_spec(self.shell), self.workspace_root)
+                if not self.sandbox.fresh_proc:
+                    log.warning(
+                        "terminal sandbox without a fresh /proc: this container masks parts of /proc "
+                        "(procMount: Default), so shells get an empty /proc (ps and top show nothing); "
+                        "the rest of the sandbox holds. procMount: Unmasked (with hostUsers: false) gives "
+                        "shells their own /proc"
+                    )
             except (sandbox.SandboxUnavailable, OSError) as exc:
                 self.unavailable = str(exc)
                 log.error(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from collections.abc import Iterator
@@ -131,3 +132,20 @@ def test_remove_tree_deletes_unreadable_dirs_and_never_follows_links(tmp_path: P
     sandbox.remove_tree(str(ws))
     assert not ws.exists()
     assert (outside / "keep").exists() and (outside.stat().st_mode & 0o777) == 0o500
+
+
+def test_without_a_fresh_proc_the_sandbox_mounts_an_empty_proc_and_nothing_else_changes(
+    workspace_root: str,
+) -> None:
+    spec = sandbox.find_spec("/bin/sh")
+    full = sandbox.sandbox_command(spec, term_id="t", user_id="u", replica_id="r", workspace=workspace_root)
+    bare = sandbox.sandbox_command(
+        dataclasses.replace(spec, fresh_proc=False),
+        term_id="t",
+        user_id="u",
+        replica_id="r",
+        workspace=workspace_root,
+    )
+    assert "--proc" in full.argv and "--proc" not in bare.argv
+    assert bare.argv[bare.argv.index("--dir") + 1] == "/proc"
+    assert set(full.argv) - set(bare.argv) == {"--proc"} and set(bare.argv) - set(full.argv) == {"--dir"}
