@@ -197,10 +197,9 @@ class TerminalManager:
                 self.unavailable = str(exc)
                 log.error(
                     "terminal sandbox unavailable, terminals are refused with 1011: %s. The pod must allow "
-                    "user namespaces (a seccomp profile allowing unshare/clone with namespace flags) and a "
-                    "fresh /proc (procMount: Unmasked), see docs/security.md#shells; or set "
-                    "AIFACTORY_TERMINAL_SANDBOX=off to run shells unsandboxed (they can then read the "
-                    "server's secrets)",
+                    "user namespaces (a seccomp profile allowing unshare/clone with namespace flags, see "
+                    "docs/security.md#shells), or set AIFACTORY_TERMINAL_SANDBOX=off to run shells "
+                    "unsandboxed (they can then read the server's secrets)",
                     exc,
                 )
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle(), name="terminal-idle-reaper")
