@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,9 +66,30 @@ async def ws_principal(websocket: WebSocket) -> Principal | None:
         return None
 
 
+class SocketSlot:
+    """One of a user's AIFACTORY_MAX_SOCKETS_PER_USER slots, held by one socket of `principal`."""
+
+    def __init__(self, quota: SocketQuota, principal: Principal) -> None:
+        self.principal = principal
+        self._quota: SocketQuota | None = quota
+        self.kept = False
+
+    def release(self) -> None:
+        """Give the slot back (once, however often it is called)."""
+        if self._quota is not None:
+            self._quota.release(self.principal.user_id)
+            self._quota = None
+
+    def keep(self) -> Callable[[], None]:
+        """The socket outlives its handler (the events fast path): call the result when it ends."""
+        self.kept = True
+        return self.release
+
+
 @contextlib.asynccontextmanager
-async def user_socket(websocket: WebSocket) -> AsyncIterator[Principal | None]:
-    """The socket's caller, holding one of their AIFACTORY_MAX_SOCKETS_PER_USER slots while inside.
+async def user_socket(websocket: WebSocket) -> AsyncIterator[SocketSlot | None]:
+    """The socket's caller, holding one of their AIFACTORY_MAX_SOCKETS_PER_USER slots until the handler
+    returns (or, after `slot.keep()`, until the socket ends).
 
     None (the socket is already closed: 1008 bad token, 1013 too many sockets of this user) otherwise.
     """
@@ -81,10 +102,12 @@ async def user_socket(websocket: WebSocket) -> AsyncIterator[Principal | None]:
         await websocket.close(code=WS_TRY_AGAIN_LATER, reason=sockets.reason)
         yield None
         return
+    slot = SocketSlot(sockets, principal)
     try:
-        yield principal
+        yield slot
     finally:
-        sockets.release(principal.user_id)
+        if not slot.kept:
+            slot.release()
 
 
 def audit(state: ServerState, action: str, actor: Principal, **details: Any) -> None:

@@ -22,9 +22,9 @@ log = logging.getLogger("aifactory.server")
 
 async def ws_terminal(websocket: WebSocket) -> None:
     """A PTY shell owned by the caller: text/binary frames in are keystrokes, text frames out are output."""
-    async with user_socket(websocket) as principal:
-        if principal is not None:
-            await _serve_terminal(websocket, principal)
+    async with user_socket(websocket) as slot:
+        if slot is not None:
+            await _serve_terminal(websocket, slot.principal)
 
 
 async def _serve_terminal(websocket: WebSocket, principal: Principal) -> None:
