@@ -78,7 +78,9 @@ async def _subscribe_and_count(url: str, mode: str, users: list[str]) -> None:
         want = 1
     else:
         chans = [audience_channel("user", u) for u in users]
-        chans += [audience_channel("org", o) for o in sorted(mine_orgs)] + [audience_channel("broadcast", None)]
+        chans += [audience_channel("org", o) for o in sorted(mine_orgs)] + [
+            audience_channel("broadcast", None)
+        ]
         for chan in chans:  # one SSUBSCRIBE per audience, as a replica would on each client connect
             await pubsub.ssubscribe(chan)
         want = len(chans)
@@ -135,7 +137,9 @@ class Schedule:
         return sum(
             1
             for scope, target in self.items
-            if scope == "broadcast" or (scope == "user" and target in mine) or (scope == "org" and target in orgs)
+            if scope == "broadcast"
+            or (scope == "user" and target in mine)
+            or (scope == "org" and target in orgs)
         )
 
 
