@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS_STAMP := .tools/.fetched
-SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
+SYSTEM_DEPS := bwrap=bubblewrap prlimit=util-linux redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
 	docker-registry=docker-registry \
 	$(IMAGE_DEPS)
 # The image build and container tests (docs/image.md): podman on runc, netavark networks with DNS, the pods'

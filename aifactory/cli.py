@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -176,8 +177,26 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     )
 
 
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable() -> None:
+    """No process of our uid may read /proc/<pid>/environ|mem|fd or ptrace us; call before reading secrets.
+
+    Raises OSError if the kernel refuses: serving with a readable environment is not an option.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(err)}")
+
+
 def cmd_serve() -> int:
     """Run the server until SIGTERM/SIGINT; bad settings exit 2 with one line before anything starts."""
+    try:
+        make_undumpable()
+    except OSError as exc:
+        return _fail(str(exc))
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -187,9 +206,7 @@ def cmd_serve() -> int:
     try:
         AuditLog(settings.audit_log, "-").check()
     except AuditError as exc:
-        return _fail(
-            f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file (e.g. under /tmp) or '-' for stdout"
-        )
+        return _fail(f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file or '-' for stdout (the default)")
     setup_logging(settings.log_level_no)
 
     import uvicorn

@@ -147,6 +147,7 @@ def create_host_app(settings: Settings) -> Starlette:
         idle_seconds=settings.terminal_idle_seconds,
         grace_seconds=settings.terminal_grace_seconds,
         max_terminals=settings.terminal_max,
+        sandbox_mode=settings.terminal_sandbox,  # the same bubblewrap sandbox, probe and refusal as local
     )
     state = HostState(
         settings, host_id, default_address(settings), HostRequestSigner(settings.auth_secret), manager

@@ -22,6 +22,7 @@ from aifactory.bus import start_bus
 from aifactory.config import Settings
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
 from aifactory.host_auth import HostRequestSigner
+from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
 from aifactory.terminal import TerminalManager
 from aifactory.terminal_directory import Directory
@@ -44,6 +45,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         settings=settings,
         replica_id=replica_id,
         audit=AuditLog(settings.audit_log, replica_id),
+        sockets=SocketQuota(settings.max_sockets_per_user),
         bridge_options={
             "backoff_initial": min(1.0, settings.redis_backoff_max),
             "backoff_max": settings.redis_backoff_max,
@@ -76,6 +78,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
                 idle_seconds=settings.terminal_idle_seconds,
                 grace_seconds=settings.terminal_grace_seconds,
                 max_terminals=settings.terminal_max,
+                sandbox_mode=settings.terminal_sandbox,
             )
             state.terminals.start()
         state.tasks = TaskRunner(replica_id)

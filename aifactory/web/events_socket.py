@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from aifactory.constants import WS_MESSAGE_TOO_BIG, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from aifactory.registry import LocalRegistry, Subscriber, SubscriberClosed
-from aifactory.web.state import server_state, ws_principal
+from aifactory.web.state import SocketSlot, server_state, user_socket
 from aifactory.web.ws_protocol import SINK_EXTENSION, TransportSink
 
 WRITER_BATCH = 64
@@ -34,12 +35,14 @@ async def _until_disconnect(websocket: WebSocket) -> bool:
             return True
 
 
-def _detach(registry: LocalRegistry, sub: Subscriber, sink: TransportSink, ttl: float) -> None:
+def _detach(
+    registry: LocalRegistry, sub: Subscriber, sink: TransportSink, ttl: float, release: Callable[[], None]
+) -> None:
     """Fast path: hand the socket to the transport sink and leave ASGI. From here the registry writes
     frames straight to the transport; a backlog (transport backed up) is written by `sub.flush` when the
     transport drains; token expiry and the "disconnect" overflow policy start the close handshake from
     callbacks, and so does a client message over CLIENT_FRAME_MAX_BYTES (1009); the end of the connection
-    unregisters the subscriber."""
+    unregisters the subscriber and gives the user's socket slot back (`release`)."""
     timer = asyncio.get_running_loop().call_later(ttl, sink.close, WS_POLICY_VIOLATION, "token expired")
     sub.on_close = lambda: sink.close(WS_TRY_AGAIN_LATER, "client too slow; reconnect")
     sink.on_drain = sub.flush
@@ -49,6 +52,7 @@ def _detach(registry: LocalRegistry, sub: Subscriber, sink: TransportSink, ttl: 
         sub.on_close = None
         registry.remove(sub)
         sub.close()
+        release()
 
     def message(size: int) -> None:
         if size > CLIENT_FRAME_MAX_BYTES:
@@ -71,9 +75,13 @@ async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
 
 async def ws_events(websocket: WebSocket) -> None:
     """Live events for the token's user: their own, their org's and broadcasts, from every replica."""
-    principal = await ws_principal(websocket)
-    if principal is None:
-        return
+    async with user_socket(websocket) as slot:
+        if slot is not None:
+            await _serve_events(websocket, slot)
+
+
+async def _serve_events(websocket: WebSocket, slot: SocketSlot) -> None:
+    principal = slot.principal
     state = server_state(websocket)
     assert state.bus is not None
     sub = Subscriber(
@@ -99,7 +107,7 @@ async def ws_events(websocket: WebSocket) -> None:
             sub.attach(sink)
             sub.send_now(json.dumps(hello))
             sub.release()
-            _detach(state.bus.registry, sub, sink, ttl)
+            _detach(state.bus.registry, sub, sink, ttl, slot.keep())
             detached = True  # the sink owns the subscriber now: unregistered when the connection ends
             return
         sub.send_now(json.dumps(hello))

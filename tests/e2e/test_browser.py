@@ -146,17 +146,19 @@ def test_portal_terminal_through_terminal_hosts_survives_a_web_replica_kill(
     page.click("#terminal-open")
     expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
     drive_terminal(page)
-    type_line(page, "echo before-$$-kill")
-    pid = wait_screen(page, r"before-(\d+)-kill")[1]
-    assert page.locator("#terminal").get_attribute("data-pid") == pid
+    # a random number drawn once per shell names it ($$ is 2 in every sandbox's PID namespace)
+    type_line(page, "echo before-${SHELL_ID:=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}-kill")
+    mark = wait_screen(page, r"before-(\d+)-kill")[1]
+    pid = page.locator("#terminal").get_attribute("data-pid")  # ready.pid: the sandbox's leader on the host
+    assert pid and int(pid) > 0
     relaying = wait_relaying_replica(hstack)
     relaying.kill()
     page.wait_for_function("document.getElementById('terminal').dataset.attaches === '2'", timeout=30_000)
     expect(page.locator("#terminal-state")).to_have_attribute("data-state", "open")
     assert page.locator("#terminal").get_attribute("data-pid") == pid  # the same shell
-    type_line(page, "echo after-$$-kill")
-    wait_screen(page, rf"after-{pid}-kill")
-    assert screen(page).count(f"before-{pid}-kill") == 1  # resumed at its offset: nothing replayed twice
+    type_line(page, "echo after-$SHELL_ID-kill")
+    wait_screen(page, rf"after-{mark}-kill")  # the same shell: its marker is still set
+    assert screen(page).count(f"before-{mark}-kill") == 1  # resumed at its offset: nothing replayed twice
     page.screenshot(path=str(ARTIFACTS / "terminal-host-after-replica-kill.png"), full_page=True)
     assert errors == [], errors
 

@@ -8,6 +8,7 @@ stopping a host closes its terminals with WS_TERMINAL_LOST and a new terminal ca
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 
 import pytest
@@ -18,12 +19,16 @@ from websockets.exceptions import InvalidStatus
 from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TERMINAL_LOST
 from aifactory.host_auth import HEADER, HostRequestSigner
 from harness.app_servers import new_secret, run_server_once, start_servers
+from harness.redis_servers import RedisServer
 from harness.terminal_client import TerminalClient
 from tests.e2e.conftest import HostStack
+from tests.server.conftest import REDIS_PASSWORD
+from tests.server.shells import host_pid
 
 pytestmark = pytest.mark.timeout(240)
 
 LINES = 400
+SHELL_MARK = "${SHELL_ID:=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 
 
 async def reconnect(client: TerminalClient, url: str, attempts: int = 50) -> dict[str, object]:
@@ -43,17 +48,18 @@ async def test_a_terminal_opened_through_a_is_used_through_b_and_c(hstack: HostS
     client = TerminalClient(hstack.url(a, "shared", "hana"))
     first = await client.connect()
     assert first["new"] is True
-    await client.send("echo pid-$$-host-$AIFACTORY_REPLICA_ID-end\n")
-    pid = int((await client.read_until(r"pid-(\d+)-host"))[1])
-    assert pid == first["pid"]
+    # a random number drawn once per shell names it ($$ is 2 in every sandbox's PID namespace)
+    await client.send(f"echo mark-{SHELL_MARK}-host-$AIFACTORY_REPLICA_ID-end\n")
+    mark = (await client.read_until(r"mark-(\d+)-host"))[1]
+    pid = first["pid"]  # the host's child leading the shell's sandbox
     for n, replica in enumerate((b, c), start=1):
         await client.ws.close()  # type: ignore[union-attr]
         await client.wait_closed()
         ready = await client.connect(hstack.url(replica, "shared", "hana"))
         assert ready["pid"] == pid and ready["new"] is False and ready["replica"] == first["replica"]
-        await client.send(f"echo via-{n}-$((40+{n}))\n")
-        await client.read_until(rf"via-{n}-{40 + n}")
-    assert client.text().count(f"pid-{pid}-host") == 1  # reattaches replayed nothing twice
+        await client.send(f"echo via-{n}-$((40+{n}))-$SHELL_ID\n")
+        await client.read_until(rf"via-{n}-{40 + n}-{mark}\b")  # the same shell: its marker is still set
+    assert client.text().count(f"mark-{mark}-host") == 1  # reattaches replayed nothing twice
     await client.close()
 
 
@@ -81,7 +87,7 @@ async def test_sigkill_of_the_replica_mid_stream_loses_no_byte_and_keeps_the_pid
     client = TerminalClient(hstack.url(doomed, "survivor", "hana"))
     pid = (await client.connect())["pid"]
     await client.send(
-        f"i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo line-$i; sleep 0.005; done; echo done-$$\n"
+        f"i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo line-$i; sleep 0.005; done; echo done-$((4*2))\n"
     )
     await client.read_until(r"line-40\r\n")
     doomed.kill()  # mid-stream: no close frame, the relay's connection to the host just drops
@@ -89,7 +95,7 @@ async def test_sigkill_of_the_replica_mid_stream_loses_no_byte_and_keeps_the_pid
     await client.send("echo typed-during-outage-$((7*6))\n")  # kept and resent on reattach
     ready = await reconnect(client, hstack.url(None, "survivor", "hana"))  # through HAProxy, any replica
     assert ready["pid"] == pid and ready["new"] is False
-    await client.read_until(rf"done-{pid}", timeout=60)
+    await client.read_until(r"done-8", timeout=60)
     await client.read_until(r"typed-during-outage-42", timeout=30)
     numbers = [int(n) for n in re.findall(r"(?m)^line-(\d+)\r$", client.text())]
     assert numbers == list(range(1, LINES + 1)), "output lost or duplicated across the kill"
@@ -206,3 +212,72 @@ async def test_bad_token_is_refused_by_the_replica_before_any_host_is_contacted(
     async with connect(f"{hstack.lb.ws}{TERMINAL_PATH}/x?token=nope") as ws:
         await ws.wait_closed()
         assert ws.close_code == WS_POLICY_VIOLATION
+
+
+# ---- the sandbox on a terminal host (the same bubblewrap sandbox as a local shell) --------------------
+
+PROC_SCAN = (
+    "for f in /proc/$PPID/environ /proc/1/environ /proc/[0-9]*/environ; do "
+    'cat "$f" 2>/dev/null | tr "\\0" "\\n"; done > /tmp/env-scan; '
+    "echo scan-$(wc -l < /tmp/env-scan)-lines; cat /tmp/env-scan; echo scan-done-$((40+2))\n"
+)
+
+
+async def test_a_host_shell_cannot_read_the_hosts_env_or_signal_another_users_shell(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One host (so both users' shells share it): the host's secret and Redis password are not in any
+    environ a shell can read, and a shell cannot signal the other user's shell by its host pids."""
+    redis_server = RedisServer(password=REDIS_PASSWORD).start()
+    workdir = tmp_path_factory.mktemp("host-sandbox")
+    hosts = replicas = None
+    try:
+        env = {"AIFACTORY_TERMINAL_SHELL": "/bin/sh"}
+        hosts = start_servers(
+            1, redis_url=redis_server.url, extra_env=env, workdir=workdir, command="terminal-host"
+        )
+        replicas = start_servers(
+            1,
+            redis_url=redis_server.url,
+            secret=hosts.secret,
+            workdir=workdir,
+            extra_env={"AIFACTORY_TERMINALS": "host"},
+        )
+        replica = replicas[0]
+
+        def url(term: str, user: str) -> str:
+            return (
+                f"ws://127.0.0.1:{replica.port}{TERMINAL_PATH}/{term}?token={replicas.token(user, 'org-h')}"
+            )
+
+        victim = TerminalClient(url("victim", "ivo"))
+        attacker = TerminalClient(url("attacker", "hana"))
+        victim_ready = await victim.connect()
+        attacker_ready = await attacker.connect()
+        assert victim_ready["replica"] == attacker_ready["replica"]  # the same host process
+        await victim.send("echo victim-$((6*7))-up\n")
+        await victim.read_until("victim-42-up")
+
+        await attacker.send(PROC_SCAN)
+        found = await attacker.read_until(r"scan-(\d+)-lines[\s\S]*scan-done-42")
+        assert int(found[1]) > 0, "the scan read no environ at all: it proves nothing"
+        text = attacker.text()
+        assert "AIFACTORY_TERMINAL_USER=hana" in text  # it did read its own shell's env
+        for secret in (hosts.secret, REDIS_PASSWORD, redis_server.url):
+            assert secret not in text, "a host shell read the host's env"
+
+        leader = int(victim_ready["pid"])  # the host's child leading ivo's sandbox
+        shell = host_pid(leader, 2)  # ivo's shell, as the host sees it
+        await attacker.send(f"kill -KILL {leader} {shell} 2>&1; echo kill-rc-$?\n")
+        await attacker.read_until(r"kill-rc-[1-9]")
+        os.kill(leader, 0)  # both still alive (ProcessLookupError otherwise)
+        os.kill(shell, 0)
+        await victim.send("echo still-$((6*7))-alive\n")
+        await victim.read_until("still-42-alive")
+        await victim.close()
+        await attacker.close()
+    finally:
+        for part in (replicas, hosts):
+            if part is not None:
+                part.stop()
+        redis_server.stop()
