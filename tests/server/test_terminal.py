@@ -66,8 +66,8 @@ def term_url(server: ServerSet, term: str, user: str) -> str:
 async def test_owner_gets_a_real_pty_shell_without_the_servers_secrets(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-real", "alice")) as ws:
         await ws.send(
-            "test -t 0 && tty; "
-            "echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
+            b"test -t 0 && tty; "
+            b"echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
         )
         seen: list[str] = []
         await read_until(ws, r"/dev/console\r\n", seen)  # the sandbox's name for its own PTY
