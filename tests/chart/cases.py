@@ -34,6 +34,7 @@ CASES: dict[str, list[str]] = {
         *sets("replicaCount=3", "terminals.mode=host", "terminals.runtimeClassName=gvisor"),
         *sets("terminals.host.resources.requests.memory=256Mi"),
     ],
+    "terminals-host-sandbox-off": [*EXTERNAL, *sets("terminals.mode=host", "server.terminalSandbox=off")],
     "channel-override": [*EXTERNAL, *sets("redis.channel=team-b:events")],
     "redis-disabled-keeps-source": sets("redis.externalSecretName=aifactory-redis", "replicaCount=2"),
     "hpa": [

@@ -385,11 +385,20 @@ def test_terminal_host_mode_renders_the_host_tier(helm: str) -> None:
     assert variables["AIFACTORY_TERMINAL_HOST_ADDRESS"]["value"] == "$(POD_IP):8000"
     assert secret_ref(variables["REDIS_URL"]) == ("aifactory-redis", "REDIS_URL")
     assert "AIFACTORY_TERMINALS" not in variables
+    assert "AIFACTORY_TERMINAL_SANDBOX" not in variables  # host shells sandboxed (the server's default)
     labels = host["spec"]["selector"]["matchLabels"]
     assert labels["app.kubernetes.io/component"] == "terminal-host"
     svc = named(objs, "Service", "aifactory-terminal-host")
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["selector"] == labels
     assert one(objs, "Deployment")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "web"
+
+
+def test_terminal_sandbox_off_reaches_the_host_pods_too(helm: str) -> None:
+    """server.terminalSandbox=off is one switch for every shell, wherever it runs."""
+    objs = render(helm, "terminals-host-sandbox-off")
+    ctr = named(objs, "Deployment", "aifactory-terminal-host")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e for e in ctr["env"]}["AIFACTORY_TERMINAL_SANDBOX"]["value"] == "off"
+    assert env(objs)["AIFACTORY_TERMINAL_SANDBOX"]["value"] == "off"
 
 
 def test_local_terminals_render_no_host_tier(helm: str) -> None:
