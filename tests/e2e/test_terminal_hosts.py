@@ -16,14 +16,17 @@ import redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TERMINAL_LOST
+from aifactory.constants import TERMINAL_PATH, WS_INTERNAL_ERROR, WS_POLICY_VIOLATION, WS_TERMINAL_LOST
 from aifactory.host_auth import HEADER, HostRequestSigner
-from harness.app_servers import new_secret, run_server_once, start_servers
+from aifactory.terminal import SANDBOX_UNAVAILABLE
+from harness.app_servers import base_env, new_secret, run_server_once, server_command, start_servers
 from harness.redis_servers import RedisServer
 from harness.terminal_client import TerminalClient
 from tests.e2e.conftest import HostStack
 from tests.server.conftest import REDIS_PASSWORD
 from tests.server.shells import host_pid
+from tests.server.test_terminal_security import DENIALS, start_wrapped
+from tests.server.wsclient import refused
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -277,6 +280,52 @@ async def test_a_host_shell_cannot_read_the_hosts_env_or_signal_another_users_sh
         await victim.read_until("still-42-alive")
         await victim.close()
         await attacker.close()
+    finally:
+        for part in (replicas, hosts):
+            if part is not None:
+                part.stop()
+        redis_server.stop()
+
+
+async def test_a_host_without_a_sandbox_logs_one_error_and_refuses_with_1011(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The host's startup probe: no user namespaces → one ERROR line, every terminal refused with 1011
+    through the web tier (never an unsandboxed shell)."""
+    redis_server = RedisServer().start()
+    workdir = tmp_path_factory.mktemp("host-denied")
+    secret = new_secret()
+    env = base_env(workdir)
+    env.update(
+        AIFACTORY_AUTH_SECRET=secret,
+        REDIS_URL=redis_server.url,
+        AIFACTORY_TERMINAL_SHELL="/bin/sh",
+        LOG_LEVEL="INFO",
+    )
+    wrapper = [
+        *("unshare", "--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c"),
+        f'{DENIALS["no-userns"]} && exec "$@"',
+        "sh",
+        *server_command("terminal-host"),
+    ]
+    hosts = replicas = None
+    try:
+        hosts = start_wrapped(workdir, wrapper, env, secret)
+        replicas = start_servers(
+            1,
+            redis_url=redis_server.url,
+            secret=secret,
+            workdir=workdir,
+            extra_env={"AIFACTORY_TERMINALS": "host"},
+        )
+        log = hosts[0].wait_for_log("terminal sandbox unavailable")
+        errors = [line for line in log.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and "AIFACTORY_TERMINAL_SANDBOX=off" in errors[0], errors
+        token = replicas.token("hana", "org-h")
+        for term in ("h-1", "h-2"):
+            url = f"ws://127.0.0.1:{replicas[0].port}{TERMINAL_PATH}/{term}?token={token}"
+            assert await refused(url) == (WS_INTERNAL_ERROR, SANDBOX_UNAVAILABLE)
+        assert [line for line in hosts[0].log_text().splitlines() if " ERROR " in line] == errors
     finally:
         for part in (replicas, hosts):
             if part is not None:
