@@ -180,13 +180,13 @@ class _Compiler:
             ]  # type: ignore[arg-type]
         if key == "properties":
             out = []
-            for prop, sub in value.items():  # type: ignore[union-attr]
+            for prop, sub in value.items():  # type: ignore[attr-defined]
                 fn = self.function(sub, f"{pointer}/properties/{prop}")
                 out += [f"    if isinstance(v, dict) and {prop!r} in v and not {fn}(v[{prop!r}]):", fail]
             return out
         if key == "patternProperties":
             out = []
-            for regex, sub in value.items():  # type: ignore[union-attr]
+            for regex, sub in value.items():  # type: ignore[attr-defined]
                 fn = self.function(sub, f"{pointer}/patternProperties/{regex}")
                 out += [
                     "    if isinstance(v, dict) and not all("
@@ -232,7 +232,7 @@ class _Compiler:
             return []
         if key == "dependencies":
             out = []
-            for prop, dep in value.items():  # type: ignore[union-attr]
+            for prop, dep in value.items():  # type: ignore[attr-defined]
                 if isinstance(dep, list):
                     test = f"all(k in v for k in {self.const(dep)})"
                 else:

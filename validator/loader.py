@@ -288,7 +288,7 @@ def _compose(text: str, source: str) -> tuple[_Node | None, list[Finding]]:
 
 def _attach(stack: list[tuple[_Node, str | None]], node: _Node) -> None:
     if stack:
-        stack[-1][0].data.append(node)  # type: ignore[union-attr]
+        stack[-1][0].data.append(node)  # type: ignore[attr-defined]
 
 
 class _Builder:
