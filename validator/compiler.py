@@ -139,7 +139,7 @@ class _Compiler:
         lines.append("    return True")
         return "\n".join(lines) + "\n"
 
-    def keyword(self, key: str, value: object, schema: dict[str, Any], pointer: str) -> list[str]:
+    def keyword(self, key: str, value: Any, schema: dict[str, Any], pointer: str) -> list[str]:
         fail = "        return False"
         if key == "type":
             types = value if isinstance(value, list) else [value]
@@ -160,7 +160,7 @@ class _Compiler:
             return [f"    if _num(v) and v {op} {value!r}:", fail]
         if key in ("minLength", "maxLength"):
             op = "<" if key == "minLength" else ">"
-            return [f"    if isinstance(v, str) and len(v) {op} {int(value)}:", fail]  # type: ignore[call-overload]
+            return [f"    if isinstance(v, str) and len(v) {op} {int(value)}:", fail]
         if key == "pattern":
             regex = self.const(translate(str(value)))  # Go RE2 semantics, as Helm's schema check
             return [
@@ -170,23 +170,23 @@ class _Compiler:
         if key in ("minItems", "maxItems", "minProperties", "maxProperties"):
             op = "<" if key.startswith("min") else ">"
             kind = "list" if key.endswith("Items") else "dict"
-            return [f"    if isinstance(v, {kind}) and len(v) {op} {int(value)}:", fail]  # type: ignore[call-overload]
+            return [f"    if isinstance(v, {kind}) and len(v) {op} {int(value)}:", fail]
         if key == "uniqueItems":
             return ["    if isinstance(v, list) and not _unique(v):", fail] if value else []
         if key == "required":
             return [
                 f"    if isinstance(v, dict) and not all(k in v for k in {self.const(list(value))}):",
                 fail,
-            ]  # type: ignore[arg-type]
+            ]
         if key == "properties":
             out = []
-            for prop, sub in value.items():  # type: ignore[attr-defined]
+            for prop, sub in value.items():
                 fn = self.function(sub, f"{pointer}/properties/{prop}")
                 out += [f"    if isinstance(v, dict) and {prop!r} in v and not {fn}(v[{prop!r}]):", fail]
             return out
         if key == "patternProperties":
             out = []
-            for regex, sub in value.items():  # type: ignore[attr-defined]
+            for regex, sub in value.items():
                 fn = self.function(sub, f"{pointer}/patternProperties/{regex}")
                 out += [
                     "    if isinstance(v, dict) and not all("
@@ -217,7 +217,7 @@ class _Compiler:
             fn = self.function(value, f"{pointer}/contains")
             return [f"    if isinstance(v, list) and not any({fn}(x) for x in v):", fail]
         if key in ("allOf", "anyOf", "oneOf"):
-            fns = [self.function(sub, f"{pointer}/{key}/{i}") for i, sub in enumerate(value)]  # type: ignore[arg-type]
+            fns = [self.function(sub, f"{pointer}/{key}/{i}") for i, sub in enumerate(value)]
             calls = ", ".join(f"{fn}(v)" for fn in fns)
             test = {"allOf": "all(({c},))", "anyOf": "any(({c},))", "oneOf": "sum(({c},)) == 1"}[key]
             return [f"    if not {test.format(c=calls)}:", fail]
@@ -232,7 +232,7 @@ class _Compiler:
             return []
         if key == "dependencies":
             out = []
-            for prop, dep in value.items():  # type: ignore[attr-defined]
+            for prop, dep in value.items():
                 if isinstance(dep, list):
                     test = f"all(k in v for k in {self.const(dep)})"
                 else:
@@ -251,4 +251,5 @@ def compile_source(schema: dict[str, Any]) -> str:
 
 
 def load_schema(text: str) -> dict[str, Any]:
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema

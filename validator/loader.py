@@ -64,14 +64,14 @@ class _Node:
     __slots__ = ("column", "data", "kind", "line", "plain", "tag")
 
     def __init__(
-        self, kind: int, line: int, column: int, tag: str | None, data: object, plain: bool = False
+        self, kind: int, line: int, column: int, tag: str | None, data: Any, plain: bool = False
     ) -> None:
         self.kind = kind
         self.plain = plain
         self.line = line
         self.column = column
         self.tag = tag
-        self.data = data
+        self.data = data  # str (scalar), list of _Node (sequence) or of (key, value) pairs (mapping)
 
 
 class Loaded:
@@ -149,6 +149,7 @@ def load(text: str, source: str) -> Loaded:
         )
     builder = _Builder(source, positions, findings)
     values = builder.build(root, (), 0)
+    assert isinstance(values, dict)  # root.kind is _MAP, so build() returned a mapping
     return Loaded(values, positions, findings)
 
 
@@ -288,7 +289,7 @@ def _compose(text: str, source: str) -> tuple[_Node | None, list[Finding]]:
 
 def _attach(stack: list[tuple[_Node, str | None]], node: _Node) -> None:
     if stack:
-        stack[-1][0].data.append(node)  # type: ignore[attr-defined]
+        stack[-1][0].data.append(node)
 
 
 class _Builder:
@@ -394,7 +395,7 @@ class _Builder:
     def mapping(self, node: _Node, path: tuple[str | int, ...], depth: int) -> dict[str, Any]:
         out: dict[str, object] = {}
         seen: dict[str, _Node] = {}
-        pairs: list[_Node] = node.data  # type: ignore[assignment]
+        pairs: list[_Node] = node.data
         explicit = []
         for i in range(0, len(pairs) - 1, 2):
             key, value = pairs[i], pairs[i + 1]
@@ -425,7 +426,7 @@ class _Builder:
 
     def merge(self, out: dict[str, Any], merge: _Node, path: tuple[str | int, ...], depth: int) -> None:
         """YAML merge key `<<`: earlier sources win over later ones, explicit keys over all."""
-        sources: list[_Node] = merge.data if merge.kind == _SEQ else [merge]  # type: ignore[assignment]
+        sources: list[_Node] = merge.data if merge.kind == _SEQ else [merge]
         for src in sources:
             if src.kind != _MAP:
                 raise LoadError(

@@ -43,6 +43,7 @@ def coalesce(
 ) -> dict[str, Any]:
     """Chart defaults under the user's values; a user null deletes the key (default included)."""
     result = _copy(user)
+    assert isinstance(result, dict)  # a copy of a dict is a dict
     _coalesce_table(result, defaults, (), positions, findings)
     return result
 

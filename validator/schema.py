@@ -44,10 +44,11 @@ def cache_dir() -> str:
 
 def schema_digest(schema_bytes: bytes) -> str:
     try:
-        from _sha256 import sha256  # the C implementation; `hashlib` costs ~2 ms to import (OpenSSL)
+        from _sha256 import sha256  # type: ignore[import-not-found]  # C implementation, no stub; `hashlib` costs ~2 ms to import (OpenSSL)
     except ImportError:  # pragma: no cover - other interpreters
         from hashlib import sha256
-    return sha256(schema_bytes).hexdigest()
+    digest: str = sha256(schema_bytes).hexdigest()
+    return digest
 
 
 def fast_checker(schema_bytes: bytes) -> Callable[[object], bool] | None:
@@ -108,7 +109,7 @@ def explain(schema_bytes: bytes, values: dict[str, Any], positions: Positions) -
     return findings
 
 
-def jsonschema_validator(schema: dict[str, Any]) -> object:
+def jsonschema_validator(schema: dict[str, Any]) -> Any:
     """jsonschema's validator for the schema's draft, with Helm's (Go) `pattern` semantics."""
     import jsonschema
 

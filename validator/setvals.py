@@ -170,7 +170,8 @@ def _go_type(value: object) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "list", dict: "map"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "list", dict: "map"}
+    return names.get(type(value), type(value).__name__)
 
 
 def parse_into(expr: str, data: dict[str, Any], positions: Positions, *, as_string: bool = False) -> None:

@@ -91,7 +91,9 @@ class Rule:
 
     __slots__ = ("check", "id", "severity", "summary")
 
-    def __init__(self, rule_id: str, severity: str, summary: str, check: Callable[..., Any]) -> None:
+    def __init__(
+        self, rule_id: str, severity: str, summary: str, check: Callable[..., Iterator[Finding]]
+    ) -> None:
         self.id = rule_id
         self.severity = severity
         self.summary = summary

@@ -89,10 +89,10 @@ def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
             continue
         where = ".".join(prefix)
         for i, item in enumerate(env):
-            name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name in RESERVED_ENV:
+            env_name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(env_name, str) and env_name in RESERVED_ENV:
                 yield finding(
-                    f"{where} sets {name}, which the chart manages itself; the chart refuses to render",
+                    f"{where} sets {env_name}, which the chart manages itself; the chart refuses to render",
                     "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
                     "auth.existingSecret / server.logLevel instead",
                     f"{where}[{i}].name",
