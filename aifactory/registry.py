@@ -10,6 +10,13 @@ dropped (it is stale anyway) and replaced by one `{"type":"resync","reason":"ove
 refetches; the client stays connected. With policy "disconnect" the subscriber is closed instead; `get()`
 then raises `SubscriberClosed` and the web layer closes the socket (code 1013, try again later). Both are
 counted in `aifactory_bus_dropped_total`.
+
+Recovery (docs/recovery.md) adds two things, both free for a socket that does not resume:
+- hold: a resuming socket is registered *held* (frames are kept, not handed to the writer) while its
+  replay is read; `release(replay, ...)` puts the replayed frames first, then the held live ones. Replayed
+  frames do not count against the queue bound (the history bounds them).
+- a seam filter: remote frames come with a key (stream id, origin, seq); after a replay, frames the replay
+  already contained are skipped by key until the first newer one arrives.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # only for the annotation: the registry itself needs no prometheus import
     from aifactory.metrics import Metrics
 
-__all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Subscriber", "SubscriberClosed"]
+# (stream id, origin, seq) of a remote frame, so a resumed socket can skip what its replay contained
+FrameKey = tuple[tuple[int, int], str, int]
+
+__all__ = ["OVERFLOW_RESYNC_FRAME", "FrameKey", "LocalRegistry", "Subscriber", "SubscriberClosed"]
 
 OVERFLOW_RESYNC_FRAME = '{"type":"resync","reason":"overflow"}'
 POLICIES = ("resync", "disconnect")
@@ -37,7 +47,11 @@ class Subscriber:
 
     __slots__ = (
         "_bytes",
+        "_floor",
+        "_held",
         "_queue",
+        "_replayed",
+        "_skip",
         "_wakeup",
         "closed",
         "dropped",
@@ -58,6 +72,7 @@ class Subscriber:
         *,
         max_bytes: int = 8 * 1024 * 1024,
         policy: str = "resync",
+        hold: bool = False,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
@@ -75,16 +90,30 @@ class Subscriber:
         self._queue: deque[str] = deque()
         self._bytes = 0
         self._wakeup = asyncio.Event()
+        self._held: list[tuple[str, FrameKey | None]] | None = [] if hold else None
+        self._replayed = 0  # replayed frames still at the head of the queue (outside the bound)
+        self._floor: tuple[int, int] | None = None  # skip remote frames with a stream id <= this
+        self._skip: tuple[str, int] | None = None  # skip frames of this origin with seq <= this
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: str, key: FrameKey | None = None) -> bool:
         """Queue a frame without ever blocking; False if this client did not take it (closed)."""
         if self.closed:
             return False
-        if len(self._queue) >= self.max_queue or self._bytes + len(frame) > self.max_bytes:
+        if key is not None and (self._floor is not None or self._skip is not None) and self._seen(key):
+            return True
+        if self._held is not None:
+            if len(self._held) >= self.max_queue:
+                self._held.clear()
+                self._held.append((OVERFLOW_RESYNC_FRAME, None))
+                self.overflow += 1
+            self._held.append((frame, key))
+            return True
+        if len(self._queue) - self._replayed >= self.max_queue or self._bytes + len(frame) > self.max_bytes:
             self.overflow += 1
             lost = len(self._queue)
             self._queue.clear()
             self._bytes = 0
+            self._replayed = 0
             if self.policy == "disconnect":
                 self.dropped += lost + 1
                 self.close()
@@ -107,6 +136,53 @@ class Subscriber:
         self._wakeup.set()
         return True
 
+    def _seen(self, key: FrameKey) -> bool:
+        """True for a remote frame the replay already delivered; each filter ends at its first miss."""
+        if self._floor is not None:
+            if key[0] <= self._floor:
+                return True
+            self._floor = None
+        if self._skip is not None and key[1] == self._skip[0]:
+            if key[2] <= self._skip[1]:
+                return True
+            self._skip = None
+        return False
+
+    def release(
+        self,
+        replay: list[str],
+        *,
+        floor: tuple[int, int] | None = None,
+        skip: tuple[str, int] | None = None,
+    ) -> int:
+        """End hold: queue `replay` first, then the held frames the replay did not already contain.
+
+        `floor`: the last stream id the replay read; `skip`: (origin, seq) the client had already seen.
+        Both keep filtering later live frames until the first newer one. Returns the held frames kept.
+        """
+        held, self._held = self._held or [], None
+        self._floor, self._skip = floor, skip
+        for frame in replay:
+            self._queue.append(frame)
+        self._replayed = len(self._queue)
+        kept = 0
+        for frame, key in held:
+            if key is not None and self._seen(key):
+                continue
+            self.offer(frame)
+            kept += 1
+        if self._queue:
+            self._wakeup.set()
+        return kept
+
+    def _pop(self) -> str:
+        frame = self._queue.popleft()
+        if self._replayed:
+            self._replayed -= 1
+        else:
+            self._bytes -= len(frame)
+        return frame
+
     async def get(self) -> str:
         """Next frame to send; waits when idle; raises SubscriberClosed once closed."""
         while not self._queue:
@@ -114,17 +190,13 @@ class Subscriber:
                 raise SubscriberClosed
             self._wakeup.clear()
             await self._wakeup.wait()
-        frame = self._queue.popleft()
-        self._bytes -= len(frame)
-        return frame
+        return self._pop()
 
     def get_nowait(self) -> str | None:
         """A queued frame, or None (lets a writer batch several frames per wakeup)."""
         if not self._queue:
             return None
-        frame = self._queue.popleft()
-        self._bytes -= len(frame)
-        return frame
+        return self._pop()
 
     def pending(self) -> int:
         return len(self._queue)
@@ -134,6 +206,8 @@ class Subscriber:
         self.closed = True
         self._queue.clear()
         self._bytes = 0
+        self._replayed = 0
+        self._held = None
         self._wakeup.set()
 
 
@@ -183,12 +257,12 @@ class LocalRegistry:
             return self._by_org.get(target, frozenset()) if target is not None else frozenset()
         raise ValueError(f"scope must be broadcast, user or org, not {scope!r}")
 
-    def deliver(self, scope: str, target: str | None, frame: str) -> int:
+    def deliver(self, scope: str, target: str | None, frame: str, key: FrameKey | None = None) -> int:
         """Offer the same frame str to every subscriber in scope; returns how many took it. Never blocks."""
         taken = 0
         closed: list[Subscriber] = []
         for sub in self.audience(scope, target):  # offer() never mutates the index sets
-            if sub.offer(frame):
+            if sub.offer(frame, key):
                 taken += 1
             elif sub.closed:
                 closed.append(sub)

@@ -181,3 +181,35 @@ def test_invalid_targets_and_events_fail_the_caller_loudly() -> None:
         bus.send_to_org(None, {"a": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         bus.broadcast_event("not a dict")  # type: ignore[arg-type]
+
+
+def test_a_held_subscriber_gets_its_replay_first_then_the_live_frames_the_replay_lacked() -> None:
+    reg = LocalRegistry()
+    sub = reg.add(Subscriber("u", "o", max_queue=4, hold=True))
+    reg.deliver("broadcast", None, "remote-5", ((5, 0), "a", 1))  # also in the replay
+    reg.deliver("broadcast", None, "own-1")  # own event: never in this replay, no key
+    reg.deliver("broadcast", None, "remote-7", ((7, 0), "a", 2))
+    assert sub.pending() == 0  # held: the writer sees nothing yet
+    kept = sub.release(["replay-4", "replay-5"], floor=(5, 0))
+    assert kept == 2
+    # more replayed frames than the queue bound: the replay is outside it
+    assert [sub.get_nowait() for _ in range(4)] == ["replay-4", "replay-5", "own-1", "remote-7"]
+    reg.deliver("broadcast", None, "late-6", ((6, 0), "a", 3))  # after 7: the floor filter already ended
+    assert sub.get_nowait() == "late-6"
+
+
+def test_the_seam_skips_an_origins_frames_the_client_had_already_seen() -> None:
+    reg = LocalRegistry()
+    sub = reg.add(Subscriber("u", "o", hold=True))
+    sub.release([], floor=(1, 0), skip=("r", 3))
+    reg.deliver("broadcast", None, "r-3", ((9, 0), "r", 3))  # published late by r, seen on r already
+    reg.deliver("broadcast", None, "r-4", ((10, 0), "r", 4))
+    reg.deliver("broadcast", None, "r-2", ((11, 0), "r", 2))  # filter ended at r-4
+    assert [sub.get_nowait(), sub.get_nowait(), sub.get_nowait()] == ["r-4", "r-2", None]
+
+
+def test_replayed_frames_do_not_count_against_the_live_bound() -> None:
+    sub = Subscriber("u", "o", max_queue=2, hold=True)
+    sub.release([f"r{i}" for i in range(10)])
+    assert sub.offer("live-1") and sub.offer("live-2")
+    assert sub.pending() == 12 and sub.overflow == 0
