@@ -110,17 +110,21 @@ def plan_replay(
     self_origin: str,
     self_seq: int,
     accept: Callable[[str, str | None], bool],
+    until: tuple[int, int] | None = None,
 ) -> list[Entry] | None:
     """The entries (after `offset.sid`, in stream order) a client resuming from `offset` has not seen.
 
     Skips the offset origin's events it already saw (seq <= offset.seq) and this replica's events newer
-    than `self_seq` (those reach the client live). None when some origin's seq has a hole: an event that
+    than `self_seq` and other origins' entries after `until` (those reach the client live). None when some origin's seq has a hole: an event that
     never reached the history, which the client may have needed, so it must resync.
     """
     out: list[Entry] = []
     last: dict[str, int] = {offset.origin: offset.seq}
     for e in entries:
-        if e.origin == self_origin and e.seq > self_seq:
+        if e.origin == self_origin:
+            if e.seq > self_seq:
+                continue
+        elif until is not None and e.sid > until:
             continue
         prev = last.get(e.origin)
         if prev is not None:
