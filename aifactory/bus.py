@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from aifactory.envelope import SCOPES, encode_event
 from aifactory.history import (
-    DEFAULT_HISTORY_SIZE,
     DEFAULT_HISTORY_TTL,
     Entry,
     Offset,
@@ -159,9 +158,7 @@ class EventBus:
             self.ring.append(Entry((0, seq), self.replica_id, seq, scope, target, frame))  # type: ignore[union-attr]
         return n
 
-    def deliver_remote(
-        self, scope: str, target: str | None, frame: str, key: FrameKey | None = None
-    ) -> int:
+    def deliver_remote(self, scope: str, target: str | None, frame: str, key: FrameKey | None = None) -> int:
         """Called by the bridge for an event fired on another replica: local delivery only.
 
         `key` (stream id, origin, seq) comes with history entries; the frame then gets its `_offset`.
@@ -239,11 +236,11 @@ class EventBus:
         )
         subsumed = offset.origin == me or origin_sid is None or origin_sid <= until
         frames = []
-        for e in entries:
-            if e.sid > until and subsumed:
+        for e, origin_seq in entries:
+            if e.sid > until and subsumed:  # one of our own events, published after `until`
                 off = Offset(snap.epoch, until, me, e.seq)
             else:
-                off = Offset(snap.epoch, min(e.sid, until), offset.origin, offset.seq)
+                off = Offset(snap.epoch, min(e.sid, until), offset.origin, origin_seq)
             frames.append(with_offset(e.frame, off.encode()))
         return frames
 

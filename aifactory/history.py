@@ -111,14 +111,16 @@ def plan_replay(
     self_seq: int,
     accept: Callable[[str, str | None], bool],
     until: tuple[int, int] | None = None,
-) -> list[Entry] | None:
+) -> list[tuple[Entry, int]] | None:
     """The entries (after `offset.sid`, in stream order) a client resuming from `offset` has not seen.
 
-    Skips the offset origin's events it already saw (seq <= offset.seq) and this replica's events newer
-    than `self_seq` and other origins' entries after `until` (those reach the client live). None when some origin's seq has a hole: an event that
-    never reached the history, which the client may have needed, so it must resync.
+    Skips the offset origin's events it already saw (seq <= offset.seq), this replica's events newer
+    than `self_seq` and other origins' entries after `until` (those reach the client live). None when
+    some origin's seq has a hole: an event that never reached the history, which the client may have
+    needed, so it must resync. Each entry comes with the offset origin's last seq up to it, so a frame's
+    own `_offset` can say exactly what the client has seen once it has that frame.
     """
-    out: list[Entry] = []
+    out: list[tuple[Entry, int]] = []
     last: dict[str, int] = {offset.origin: offset.seq}
     for e in entries:
         if e.origin == self_origin:
@@ -134,7 +136,7 @@ def plan_replay(
                 return None
         last[e.origin] = e.seq
         if accept(e.scope, e.target):
-            out.append(e)
+            out.append((e, last[offset.origin]))
     if self_origin in last and self_origin == offset.origin and last[self_origin] < self_seq:
         return None  # own events the stream never got (caller checks drops; this catches the tail)
     return out

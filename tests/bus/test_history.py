@@ -38,14 +38,14 @@ def test_replay_skips_what_the_offset_origin_already_delivered() -> None:
     entries = [e(11, R, 5), e(12, OT, 8), e(13, R, 6), e(14, OT, 9)]
     got = plan_replay(entries, off, self_origin=Q, self_seq=0, accept=every)
     assert got is not None
-    assert [(x.origin, x.seq) for x in got] == [(OT, 8), (R, 6), (OT, 9)]
+    assert [(x.origin, x.seq) for x, _ in got] == [(OT, 8), (R, 6), (OT, 9)]
 
 
 def test_replay_leaves_own_newer_events_to_live_delivery() -> None:
     off = Offset("ep", (10, 0), R, 1)
     entries = [e(11, Q, 1), e(12, Q, 2), e(13, Q, 3)]
     got = plan_replay(entries, off, self_origin=Q, self_seq=2, accept=every)
-    assert got is not None and [x.seq for x in got] == [1, 2]
+    assert got is not None and [x.seq for x, _ in got] == [1, 2]
 
 
 def test_a_hole_in_any_origins_seq_means_resync() -> None:
@@ -61,7 +61,7 @@ def test_replay_filters_to_the_audience_but_still_checks_every_seq() -> None:
     off = Offset("ep", (10, 0), R, 0)
     entries = [e(11, R, 1, "user", "bob"), e(12, R, 2, "user", "ann"), e(13, R, 3, "org", "o1")]
     got = plan_replay(entries, off, self_origin=Q, self_seq=0, accept=lambda s, t: t in ("ann", "o1"))
-    assert got is not None and [x.seq for x in got] == [2, 3]
+    assert got is not None and [x.seq for x, _ in got] == [2, 3]
 
 
 def test_ring_replays_after_a_seq_and_refuses_trimmed_or_expired_history() -> None:

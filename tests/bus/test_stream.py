@@ -7,15 +7,16 @@ import asyncio
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from aifactory.envelope import encode_with_frame
-from aifactory.stream import PUBLISH_SCRIPT, StreamKeys, entry_of, read_page, split_published
+from aifactory.bridge.stream import PUBLISH_SCRIPT, StreamKeys, entry_of, read_page, split_published
+from aifactory.envelope import EnvelopeSigner, encode_with_frame
 from tests.support.redis_procs import ClusterSetup, RedisServer
 
 KEYS = StreamKeys.for_channel("aif:test")
+SIGNER = EnvelopeSigner("a-test-secret-that-is-long-enough-for-the-signer")
 
 
 def envelopes(origin: str, seqs: range) -> list[str]:
-    return [encode_with_frame(origin, i, "broadcast", None, f'{{"n":{i}}}') for i in seqs]
+    return [SIGNER.sign(encode_with_frame(origin, i, "broadcast", None, f'{{"n":{i}}}')) for i in seqs]
 
 
 async def publish(client: Redis | RedisCluster, items: list[str], size: int = 1000) -> str:
@@ -34,11 +35,11 @@ async def test_subscription_order_is_stream_order_and_carries_the_ids(redis_serv
         msg = await sub.get_message(ignore_subscribe_messages=True, timeout=2)
         assert msg is not None
         sid, ep, env = split_published(msg["data"])
-        entry = entry_of(sid, env)  # type: ignore[arg-type]
+        entry = entry_of(sid, env, SIGNER.verify)  # type: ignore[arg-type]
         assert ep == "ep1" and entry is not None
         live.append((entry.sid, entry.seq))
     snap = await read_page(r, KEYS, (0, 0), 100, "other", 300)
-    stored = [(sid, entry_of(sid, env).seq) for sid, env in snap.entries]  # type: ignore[union-attr]
+    stored = [(sid, entry_of(sid, env, SIGNER.verify).seq) for sid, env in snap.entries]  # type: ignore[union-attr]
     assert live == stored and [s for _, s in stored] == list(range(1, 21))
     assert snap.complete and snap.last == stored[-1][0]
     await r.aclose()

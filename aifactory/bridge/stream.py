@@ -5,9 +5,10 @@ Keys share the hash tag `{<channel>}` so they live in one Cluster slot:
     {<channel>}:history   the stream: entry field `e` = the envelope exactly as published
     {<channel>}:epoch     a random token; a new one after FLUSHALL, a replaced Redis, or idle expiry
 
-`PUBLISH_SCRIPT` XADDs each envelope (MAXLEN ~ size), then PUBLISHes it with its stream id and the epoch
-spliced in front of the envelope's own keys, `{"sid":"<id>","ep":"<epoch>",<envelope keys...>}`. One
-script = atomic: subscription order is stream order, and a live frame's id is its history id.
+`PUBLISH_SCRIPT` XADDs each signed message (MAXLEN ~ size), then PUBLISHes it behind a header naming its
+stream id and the epoch, `h1.<id>.<epoch>.<signed message>`. One script = atomic: subscription order is
+stream order, and a live frame's id is its history id. The header is outside the signature (Redis picks
+the id), so receivers let it move their cursor only for a verified envelope that is new by its seq.
 `READ_SCRIPT` returns one consistent snapshot: epoch, whether nothing after the given id was trimmed
 (trimming cuts the head, so the stream still holding that id proves it), the last id, and a page.
 """
@@ -15,16 +16,18 @@ script = atomic: subscription order is stream order, and a live frame's id is it
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aifactory.envelope import EnvelopeError, decode_with_frame
-from aifactory.history import Entry, parse_sid
+from aifactory.history import NO_EPOCH, Entry, new_epoch, parse_sid
 
 __all__ = [
     "PUBLISH_SCRIPT",
     "READ_SCRIPT",
     "Snapshot",
+    "StreamHistory",
     "StreamKeys",
     "entry_of",
     "read_page",
@@ -39,7 +42,7 @@ if not ep then
 end
 for i = 5, #ARGV do
   local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[i])
-  redis.call('PUBLISH', ARGV[1], '{"sid":"' .. id .. '","ep":"' .. ep .. '",' .. string.sub(ARGV[i], 2))
+  redis.call('PUBLISH', ARGV[1], 'h1.' .. id .. '.' .. ep .. '.' .. ARGV[i])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -76,7 +79,7 @@ end
 return {ep, complete, last, page}
 """
 
-_HEAD = re.compile(rb'\{"sid":"([0-9]{1,20}-[0-9]{1,20})","ep":"([A-Za-z0-9]{1,32})",')
+_HEAD = re.compile(rb"h1\.([0-9]{1,20}-[0-9]{1,20})\.([A-Za-z0-9]{1,32})\.")
 
 
 @dataclass(frozen=True)
@@ -91,17 +94,19 @@ class StreamKeys:
 
 
 def split_published(data: bytes) -> tuple[tuple[int, int] | None, str | None, bytes]:
-    """(stream id, epoch, envelope) of a message the publish script sent; (None, None, data) otherwise."""
+    """(stream id, epoch, signed message) of what the publish script sent; (None, None, data) otherwise."""
     m = _HEAD.match(data)
     if m is None:
         return None, None, data
-    return parse_sid(m.group(1).decode()), m.group(2).decode(), b"{" + data[m.end() :]
+    return parse_sid(m.group(1).decode()), m.group(2).decode(), data[m.end() :]
 
 
-def entry_of(sid: tuple[int, int], envelope: bytes | str) -> Entry | None:
-    """An Entry from a stored envelope; None for one that does not decode (counted by the caller)."""
+def entry_of(
+    sid: tuple[int, int], message: bytes | str, verify: Callable[[bytes | str], bytes]
+) -> Entry | None:
+    """An Entry from a stored signed message; None for one that is unsigned, forged or malformed."""
     try:
-        env, frame = decode_with_frame(envelope)
+        env, frame = decode_with_frame(verify(message))
     except EnvelopeError:
         return None
     if env.kind != "event" or frame is None:
@@ -139,3 +144,73 @@ async def read_page(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass
+class Replayable:
+    """What `StreamHistory.after` read: the epoch, whether nothing after the id was trimmed, entries."""
+
+    epoch: str
+    complete: bool
+    last: tuple[int, int]
+    entries: list[Entry]
+
+
+class StreamHistory:
+    """This replica's view of the stream: its epoch and the last stream id it has delivered locally.
+
+    The bridge's subscriber loop is the only writer of `epoch`/`last_sid` (messages arrive in stream
+    order); the publisher calls `append` instead of PUBLISH; resumes and catch-ups call `after`.
+    """
+
+    PAGE = 1000
+
+    def __init__(self, channel: str, size: int, ttl: int, verify: Callable[[bytes | str], bytes]) -> None:
+        self.channel, self.size, self.ttl = channel, size, ttl
+        self.verify = verify
+        self.keys = StreamKeys.for_channel(channel)
+        self.epoch = NO_EPOCH
+        self.last_sid: tuple[int, int] = (0, 0)
+
+    @property
+    def _candidate(self) -> str:
+        """A fresh epoch for the scripts to use only if the stream has none (never reuse one: after a
+        FLUSHALL the new history must not look like the old)."""
+        return new_epoch()
+
+    async def append(self, client: Any, envelopes: list[str]) -> None:
+        """XADD + PUBLISH every envelope in one script call (atomic, in order)."""
+        k = self.keys
+        await client.eval(
+            PUBLISH_SCRIPT,
+            2,
+            k.stream,
+            k.epoch,
+            self.channel,
+            self.size,
+            self.ttl,
+            self._candidate,
+            *envelopes,
+        )
+
+    async def after(self, client: Any, sid: tuple[int, int], limit: int) -> Replayable:
+        """Every entry after `sid` (at most `limit`, else incomplete), read page by page."""
+        first = await read_page(client, self.keys, sid, self.PAGE, self._candidate, self.ttl)
+        out = Replayable(first.epoch, first.complete, first.last, [])
+        page = first
+        while True:
+            for entry_sid, envelope in page.entries:
+                entry = entry_of(entry_sid, envelope, self.verify)
+                if entry is not None:
+                    out.entries.append(entry)
+            if len(page.entries) < self.PAGE:
+                return out
+            if len(out.entries) > limit:
+                out.complete = False
+                return out
+            page = await read_page(
+                client, self.keys, page.entries[-1][0], self.PAGE, self._candidate, self.ttl
+            )
+            if page.epoch != out.epoch:
+                out.complete = False
+                return out
