@@ -244,6 +244,11 @@ class EventBus:
             frames.append(with_offset(e.frame, off.encode()))
         return frames
 
+    async def flush(self, timeout: float) -> None:
+        """Shutdown: give the bridge up to `timeout` s to publish this replica's events so far."""
+        if self.bridge is not None:
+            await self.bridge.flush(timeout)
+
     async def aclose(self) -> None:
         """Stop the bridge (if any) and forget the loop."""
         if self.bridge is not None:

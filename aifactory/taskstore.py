@@ -103,3 +103,7 @@ class RedisTaskStore(TaskStore):
     async def aclose(self) -> None:
         if self._pending:
             await asyncio.wait(self._pending, timeout=2.0)
+        try:
+            await self.client.aclose()
+        except Exception as exc:
+            log.debug("closing the task store's Redis client failed: %s", type(exc).__name__)

@@ -152,14 +152,24 @@ class RedisConnections:
         if self.target.kind != "cluster":
             return await self.publisher()
         if self._keyed is None:
-            from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-            kw = self._node_kwargs(publisher=True)
-            for name in ("retry", "maint_notifications_config", "client_name", "socket_keepalive"):
-                kw.pop(name, None)
-            nodes = [ClusterNode(h, p) for h, p in await self.cluster_nodes()]
-            self._keyed = RedisCluster(startup_nodes=nodes, **kw)
+            self._keyed = await self.command_client()
         return self._keyed
+
+    async def command_client(self) -> Any:
+        """A new client for keyed commands on this target (Cluster: a RedisCluster, following MOVED);
+        the caller owns and closes it."""
+        t = self.target
+        kw = self._node_kwargs(publisher=True)
+        if t.kind == "sentinel":
+            return self._sentinel().master_for(t.service_name or "", db=t.db, **kw)
+        if t.kind != "cluster":
+            return self._single_client(publisher=True)
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        for name in ("retry", "maint_notifications_config", "client_name", "socket_keepalive"):
+            kw.pop(name, None)
+        nodes = [ClusterNode(h, p) for h, p in await self.cluster_nodes()]
+        return RedisCluster(startup_nodes=nodes, **kw)
 
     async def drop_publisher(self) -> None:
         """Close the publisher (if any); the next `publisher()` builds a fresh one."""

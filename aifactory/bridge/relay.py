@@ -180,9 +180,26 @@ class RedisBridge:
             asyncio.create_task(self._probe_loop(), name="aifactory-bridge-probe"),
         ]
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every own event so far is published or dropped (shutdown)."""
+        deadline = time.monotonic() + timeout
+        target = self._seq
+        while self._out.settled(self._seq) < target:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def keyed_client(self) -> Any:
+        """A client of its own for keyed commands (the task store); the caller closes it."""
+        return await self._redis.command_client()
+
     async def stop(self) -> None:
-        """Stop the tasks and close the connections. The loops also watch `_stopping`, because a
+        """Stop the tasks and close the connections (own events still queued get one short
+        chance to go out). The loops also watch `_stopping`, because a
         cancellation racing a read timeout can be swallowed inside redis-py (Python 3.11 timeouts)."""
+        if self._tasks and self._state == "connected":
+            await self.flush(min(2.0, self.publish_timeout))
         self._stopping = True
         pending = set(self._tasks)
         while pending:

@@ -18,10 +18,11 @@ from starlette.staticfiles import StaticFiles
 
 from aifactory import bus as bus_module
 from aifactory.audit import AuditLog
-from aifactory.bus import start_bus
+from aifactory.bus import EventBus, start_bus
 from aifactory.config import Settings
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
 from aifactory.tasks import TaskRunner
+from aifactory.taskstore import MemoryTaskStore, RedisTaskStore, TaskStore
 from aifactory.terminal import TerminalManager
 from aifactory.web import routes
 from aifactory.web.errors import EXCEPTION_HANDLERS
@@ -55,8 +56,11 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             settings.channel,
             replica_id=replica_id,
             secret=settings.auth_secret,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
             **state.bridge_options,
         )
+        state.task_store = await task_store(state.bus, settings.channel)
         state.terminals = TerminalManager(
             shell=settings.terminal_shell,
             replica_id=replica_id,
@@ -65,7 +69,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             max_terminals=settings.terminal_max,
         )
         state.terminals.start()
-        state.tasks = TaskRunner(replica_id)
+        state.tasks = TaskRunner(replica_id, store=state.task_store)
         state.ready = True
         log.info("aifactory-server ready on %s:%d (replica %s)", settings.host, settings.port, replica_id)
         try:
@@ -74,6 +78,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             state.ready = False
             await state.tasks.stop()
             await state.terminals.stop()
+            await state.task_store.aclose()
             await state.bus.aclose()
 
     app = Starlette(
@@ -84,6 +89,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             Route("/metrics", routes.metrics),
             Route("/api/events", routes.post_event, methods=["POST"]),
             Route("/api/tasks", routes.post_task, methods=["POST"]),
+            Route("/api/tasks", routes.list_tasks, methods=["GET"]),
             WebSocketRoute(EVENTS_PATH, ws_events),
             WebSocketRoute(TERMINAL_PATH + "/{term_id}", ws_terminal),
             Mount("/static", app=StaticFiles(directory=routes.STATIC_DIR, check_dir=False), name="static"),
@@ -92,4 +98,20 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         lifespan=lifespan,
     )
     app.state.server = state
+
+    async def drain() -> None:
+        """SIGTERM, before uvicorn closes anything: not ready, own events published, sockets 1012."""
+        state.ready = False
+        if state.bus is not None:
+            await state.bus.flush(settings.shutdown_grace / 4)
+        state.draining.set()
+
+    app.state.drain = drain
     return app
+
+
+async def task_store(bus: EventBus, channel: str) -> TaskStore:
+    """Task records in Redis when the bus has a bridge (any replica answers), else in this process."""
+    if bus.bridge is None:
+        return MemoryTaskStore()
+    return RedisTaskStore(await bus.bridge.keyed_client(), channel)

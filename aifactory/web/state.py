@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from aifactory.bus import EventBus
 from aifactory.config import Settings
 from aifactory.constants import WS_POLICY_VIOLATION
 from aifactory.tasks import TaskRunner
+from aifactory.taskstore import TaskStore
 from aifactory.terminal import TerminalManager
 from aifactory.web.errors import HttpError
 
@@ -32,7 +34,9 @@ class ServerState:
     bus: EventBus | None = None
     terminals: TerminalManager | None = None
     tasks: TaskRunner | None = None
+    task_store: TaskStore | None = None
     ready: bool = False
+    draining: asyncio.Event = field(default_factory=asyncio.Event)  # set on SIGTERM: sockets close 1012
 
     def principal(self, token: str | None) -> Principal:
         return verify_token(self.settings.auth_secret, token)
