@@ -59,7 +59,9 @@ class ResumingClient:
             if delay > 0:
                 await asyncio.sleep(delay)
             try:
-                async with session.ws_connect(self.url(), heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
+                async with session.ws_connect(
+                    self.url(), heartbeat=None, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+                ) as ws:
                     self._ws = ws
                     async for msg in ws:
                         if msg.type != aiohttp.WSMsgType.TEXT:

@@ -125,3 +125,28 @@ async def test_a_flushed_redis_is_a_new_epoch_and_never_a_silent_gap(
     assert frames[0] == {"type": "resync", "reason": "history"} and frames[1]["n"] == 2
     moved = a.client("ann", "o1", hold=True)
     assert await a.bus.resume(moved, last["_offset"]) is None
+
+
+async def test_after_a_redis_restart_fan_out_resumes_and_the_loss_is_announced(
+    redis_server: RedisServer, replicas: ReplicaFactory
+) -> None:
+    a = await replicas(redis_server.url, **H)
+    b = await replicas(redis_server.url, **H)
+    on_b = b.client("ann", "o1")
+    a.bus.broadcast_event({"type": "load", "n": 0})
+    assert (await recv(on_b))["n"] == 0
+    redis_server.stop()
+    for n in range(1, 300):
+        a.bus.broadcast_event({"type": "load", "n": n})
+        await asyncio.sleep(0.01)
+    redis_server.start()
+    await wait_until(lambda: a.bridge.state == "connected" and b.bridge.state == "connected", "reconnect")
+    frames = []
+    for n in range(300, 340):
+        a.bus.broadcast_event({"type": "load", "n": n})
+        await asyncio.sleep(0.05)
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not any(f.get("n") == 339 for f in frames):
+        assert asyncio.get_running_loop().time() < deadline, frames
+        frames.append(await recv(on_b))
+    assert any(f.get("type") == "resync" for f in frames), "the lost window is announced"

@@ -94,6 +94,7 @@ async def run(
         if len(c.got) > len(longest.get(c.user, [])):
             longest[c.user] = c.got
     results = [verdict(c, firer, longest[c.user]) for c in clients]
+    print(f"fired: {len(firer.accepted)} accepted, {firer.refused} refused")
     for r in results:
         print(r)
     assert len(firer.accepted) > 300, f"the firer got too few events accepted ({firer.refused} refused)"
@@ -180,5 +181,3 @@ async def test_a_rolling_restart_of_all_three_replicas_loses_nothing(
 
     results = await run(servers, rolling, seconds=12.0)
     assert_exact(results)
-
-
