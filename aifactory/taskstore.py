@@ -62,6 +62,7 @@ class RedisTaskStore(TaskStore):
         self.client, self.prefix, self.ttl = client, prefix, ttl
         self.local = MemoryTaskStore(ttl)
         self._pending: set[asyncio.Task[None]] = set()
+        self._order = asyncio.Lock()  # FIFO: a newer record never lands before an older one
 
     def _key(self, user: str) -> str:
         return f"{self.prefix}:tasks:{user}"
@@ -75,10 +76,11 @@ class RedisTaskStore(TaskStore):
 
     async def _write(self, user: str, task_id: str, record: str) -> None:
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self._key(user), task_id, record)
-            pipe.expire(self._key(user), self.ttl)
-            await asyncio.wait_for(pipe.execute(), 5.0)
+            async with self._order:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(self._key(user), task_id, record)
+                pipe.expire(self._key(user), self.ttl)
+                await asyncio.wait_for(pipe.execute(), 5.0)
         except Exception as exc:  # Redis down: the local copy still answers for this replica
             log.debug("task record not stored in Redis: %s", type(exc).__name__)
 

@@ -424,7 +424,9 @@ class RedisBridge:
         h.epoch, h.last_sid = epoch, last
         n = self._deliver("broadcast", None, HISTORY_RESYNC_FRAME)
         self.metrics.resync_history.inc(n)
-        self._log.warning(
+        # INFO: after an outage the operator already has the one WARNING; a restarted Redis without
+        # persistence always comes back with a new history
+        self._log.info(
             "the Redis event history was lost (flushed, replaced or trimmed); sent resync to %d local "
             "client(s)",
             n,

@@ -97,6 +97,7 @@ async def run(
     print(f"fired: {len(firer.accepted)} accepted, {firer.refused} refused")
     for r in results:
         print(r)
+    run.clients = clients  # type: ignore[attr-defined]  # for the close-code checks
     assert len(firer.accepted) > 300, f"the firer got too few events accepted ({firer.refused} refused)"
     return results
 
@@ -114,6 +115,8 @@ async def test_sigterm_of_the_clients_replica_reconnects_elsewhere_losing_nothin
     results = await run(servers, lambda _c: restart(servers[1], "TERM"))
     assert_exact(results)
     assert sum(r.recovered for r in results) >= 3, "B's clients resumed elsewhere with recovered: true"
+    on_b = [c for c in run.clients if c.name.endswith("@1")]  # type: ignore[attr-defined]
+    assert all(c.closes[:1] == [1012] for c in on_b), [c.closes for c in on_b]
 
 
 async def test_sigkill_of_the_clients_replica_reconnects_elsewhere_losing_nothing(
