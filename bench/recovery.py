@@ -92,8 +92,8 @@ class ResumingClient:
         """A client-side network drop: the socket dies without a close handshake; back after `seconds`."""
         self.paused_until = time.monotonic() + seconds
         ws = self._ws
-        if ws is not None and ws._response.connection is not None:  # noqa: SLF001 (abort, no close frame)
-            ws._response.connection.transport.abort()  # type: ignore[union-attr]  # noqa: SLF001
+        if ws is not None and ws._response.connection is not None:
+            ws._response.connection.transport.abort()  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         self._stop = True

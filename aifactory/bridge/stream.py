@@ -171,6 +171,7 @@ class StreamHistory:
         self.keys = StreamKeys.for_channel(channel)
         self.epoch = NO_EPOCH
         self.last_sid: tuple[int, int] = (0, 0)
+        self._scripts: dict[int, Any] = {}
 
     @property
     def _candidate(self) -> str:
