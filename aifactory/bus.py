@@ -224,10 +224,10 @@ class EventBus:
         snap = await bridge.history_after(offset.sid, self_seq, self.history_size)
         if snap is None or snap.epoch != offset.epoch or not snap.complete:
             return None
-        entries = plan_replay(
+        planned = plan_replay(
             snap.entries, offset, self_origin=me, self_seq=self_seq, accept=accept, until=until
         )
-        if entries is None:
+        if planned is None:
             return None
         # where the offset origin's last seen event sits in the stream: beyond `until`, its skip still
         # matters, so frames keep naming it
@@ -236,7 +236,7 @@ class EventBus:
         )
         subsumed = offset.origin == me or origin_sid is None or origin_sid <= until
         frames = []
-        for e, origin_seq in entries:
+        for e, origin_seq in planned:
             if e.sid > until and subsumed:  # one of our own events, published after `until`
                 off = Offset(snap.epoch, until, me, e.seq)
             else:

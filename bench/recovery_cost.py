@@ -23,8 +23,8 @@ from urllib.parse import quote
 import aiohttp
 
 from bench.stats import summarize
-from tests.support.redis_procs import RedisServer, redis_cli
-from tests.support.servers import ServerSet, start_servers
+from harness.app_servers import ServerSet, start_servers
+from harness.redis_servers import RedisServer, redis_cli
 
 QUIET = {"LOG_LEVEL": "WARNING", "AIFACTORY_WS_QUEUE": "20000"}
 PAD = "x" * 120  # a task.progress-sized event (~200 bytes)

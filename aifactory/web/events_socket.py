@@ -24,7 +24,7 @@ from aifactory.constants import (
     WS_TRY_AGAIN_LATER,
 )
 from aifactory.registry import Subscriber, SubscriberClosed
-from aifactory.web.state import server_state, ws_principal
+from aifactory.web.state import ServerState, server_state, ws_principal
 
 WRITER_BATCH = 64
 # The socket is one-way: a client has nothing to say beyond an app-level keepalive. (uvicorn's ws_max_size,
@@ -53,6 +53,10 @@ async def _write_frames(websocket: WebSocket, sub: Subscriber) -> None:
             if more is None:
                 break
             await websocket.send_text(more)
+
+
+async def _draining(state: ServerState) -> None:
+    await state.draining.wait()
 
 
 async def _flush(sub: Subscriber, timeout: float) -> None:
@@ -96,7 +100,7 @@ async def ws_events(websocket: WebSocket) -> None:
             asyncio.create_task(_write_frames(websocket, sub)),
             asyncio.create_task(_until_disconnect(websocket)),
             asyncio.create_task(asyncio.sleep(max(0.0, principal.exp - time.time()))),
-            asyncio.create_task(state.draining.wait()),
+            asyncio.create_task(_draining(state)),
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         writer, reader, expiry, draining = tasks

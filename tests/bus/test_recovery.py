@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from aifactory.bus import start_bus
 from aifactory.registry import Subscriber
+from harness.redis_servers import RedisServer
 from tests.bus.conftest import WAIT, ReplicaFactory, recv, wait_until
-from tests.support.redis_procs import RedisServer
 
 H = {"history_size": 1000, "history_ttl": 60}
 

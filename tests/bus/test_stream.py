@@ -9,7 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from aifactory.bridge.stream import PUBLISH_SCRIPT, StreamKeys, entry_of, read_page, split_published
 from aifactory.envelope import EnvelopeSigner, encode_with_frame
-from tests.support.redis_procs import ClusterSetup, RedisServer
+from harness.redis_servers import ClusterSetup, RedisServer
 
 KEYS = StreamKeys.for_channel("aif:test")
 SIGNER = EnvelopeSigner("a-test-secret-that-is-long-enough-for-the-signer")

@@ -7,7 +7,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from aifactory.taskstore import MemoryTaskStore, RedisTaskStore
-from tests.support.redis_procs import RedisServer
+from harness.redis_servers import RedisServer
 
 
 async def test_memory_store_merges_updates_per_user() -> None:

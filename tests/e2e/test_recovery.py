@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import aiohttp
 import pytest
 
-from bench.recovery import Firer, ResumingClient, Verdict, verdict
-from tests.support.redis_procs import RedisServer, redis_cli
-from tests.support.servers import ServerProc, ServerSet, start_servers
+from harness.app_servers import ServerProc, ServerSet, start_servers
+from harness.recovery import Firer, ResumingClient, Verdict, verdict
+from harness.redis_servers import RedisServer, redis_cli
 
 pytestmark = pytest.mark.slow
 

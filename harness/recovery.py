@@ -4,7 +4,7 @@
 (to the next replica) with `?since=<offset>`. `Firer` sends numbered events to replica A at a fixed rate
 to a mix of broadcast / user / org audiences and records which were accepted. `verdict()` checks the
 recovery invariant for one client: every accepted event of its audience arrived exactly once, in order,
-unless a `resync` announced the loss. Shared by tests/e2e/test_recovery.py and the bench.
+unless a `resync` announced the loss. Shared by tests/e2e/test_recovery.py (and anyone proving recovery).
 """
 
 from __future__ import annotations
