@@ -39,6 +39,7 @@ from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from aifactory.envelope import SCOPES, encode_event
 from aifactory.history import (
     DEFAULT_HISTORY_TTL,
+    HISTORY_RESYNC_FRAME,
     Entry,
     Offset,
     OffsetError,
@@ -188,7 +189,8 @@ class EventBus:
         except OffsetError:
             frames = None
         if frames is None:
-            sub.release([])
+            sub.release([HISTORY_RESYNC_FRAME])  # the next frame after hello: the client refetches
+            self.metrics.resync_history.inc()
             return None
         skip = (offset.origin, offset.seq) if offset.origin != self.replica_id else None
         sub.release(frames, skip=skip)

@@ -50,6 +50,8 @@ async def test_ring_resume_replays_exactly_what_was_missed_then_live() -> None:
         for bad in ("nope", frames[-1]["_offset"].replace(bus.ring.epoch, "0ther")):  # type: ignore[union-attr]
             sub = bus.registry.add(Subscriber("ann", "o1", hold=True))
             assert await bus.resume(sub, bad) is None
+            assert sub.get_nowait() == '{"type":"resync","reason":"history"}'
+            bus.registry.remove(sub)
     finally:
         await bus.aclose()
 
