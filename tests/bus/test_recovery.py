@@ -152,3 +152,41 @@ async def test_after_a_redis_restart_fan_out_resumes_and_the_loss_is_announced(
         assert asyncio.get_running_loop().time() < deadline, frames
         frames.append(await recv(on_b))
     assert any(f.get("type") == "resync" for f in frames), "the lost window is announced"
+
+
+async def test_a_forged_stream_id_header_on_a_replayed_message_moves_nothing(
+    redis_server: RedisServer, replicas: ReplicaFactory
+) -> None:
+    """The id header is outside the signature: a replayed genuine message with a huge id must neither be
+    delivered twice nor make the receiver skip the next real events; an unsigned stream entry is never
+    replayed."""
+    a = await replicas(redis_server.url, **H)
+    b = await replicas(redis_server.url, **H)
+    on_b = b.client("ann", "o1")
+    spy = Redis(port=redis_server.port)
+    sub = spy.pubsub()
+    await sub.subscribe("aif:test")
+    await sub.get_message(timeout=2)
+    a.bus.broadcast_event({"type": "load", "n": 1})
+    first = await recv(on_b)
+    captured = None
+    while captured is None or not captured.startswith(b"h1."):
+        msg = await sub.get_message(ignore_subscribe_messages=True, timeout=WAIT)
+        assert msg is not None
+        captured = msg["data"]
+    _sid, _, rest = captured.partition(b".")[2].partition(b".")  # sid, then "<epoch>.<signed>"
+    await spy.publish("aif:test", b"h1.99999999999999-0." + rest)
+    await spy.xadd(
+        "{aif:test}:history",
+        {
+            "e": b'{"v":1,"origin":"evil","seq":1,"scope":"broadcast",'
+            b'"target":null,"event":{"type":"load","n":666}}'
+        },
+    )
+    a.bus.broadcast_event({"type": "load", "n": 2})
+    assert (await recv(on_b))["n"] == 2, "the replayed message was dropped and the real one still came"
+    assert b.bridge.last_sid[0] < 99999999999999
+    moved = b.client("ann", "o1", hold=True)
+    assert await b.bus.resume(moved, first["_offset"]) == 1
+    assert [f["n"] for f in drain(moved)] == [2]
+    await spy.aclose()
