@@ -20,7 +20,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 # tini as PID 1: forwards SIGTERM to the server and reaps orphans (terminal shells' background jobs).
-# bubblewrap: the sandbox for terminal shells (needs user namespaces inside the container: docs/image.md).
+# bubblewrap: the sandbox for terminal shells (docs/security.md#shells; user namespaces in the container:
+# docs/image.md).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini bubblewrap \
     && rm -rf /var/lib/apt/lists/*
@@ -39,8 +40,7 @@ RUN pip install --no-cache-dir ".[server]" \
 WORKDIR /tmp
 USER 10001:10001
 ENV HOME=/tmp \
-    PORT=8000 \
-    AIFACTORY_AUDIT_LOG=/tmp/aifactory-audit.jsonl
+    PORT=8000
 EXPOSE 8000
 
 ENTRYPOINT ["/usr/bin/tini", "--"]

@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS_STAMP := .tools/.fetched
-SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
+SYSTEM_DEPS := bwrap=bubblewrap prlimit=util-linux redis-server=redis-server redis-cli=redis-tools redis-benchmark=redis-tools haproxy=haproxy chromium=chromium \
 	docker-registry=docker-registry \
 	$(IMAGE_DEPS)
 # The image build and container tests (docs/image.md): podman on runc, netavark networks with DNS, the pods'
@@ -19,7 +19,10 @@ export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export AIFACTORY_HELM4 := $(CURDIR)/.tools/helm4/helm
 export AIFACTORY_HELM3 := $(CURDIR)/.tools/helm3/helm
 
-.PHONY: test demo bench soak docs lint image venv tools system-deps clean
+NODE_BENCH := .cache/node-bench
+NODE_STAMP := $(NODE_BENCH)/.installed
+
+.PHONY: test demo bench soak docs lint image venv tools system-deps node-bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing the project with test deps"
@@ -42,6 +45,17 @@ system-deps:
 	@echo "==> checking system binaries ($(SYSTEM_DEPS))"
 	@scripts/ensure_system_deps.sh $(SYSTEM_DEPS)
 
+# The benchmark's Node peers (socket.io + redis-adapter, ws), pinned by bench/node/package-lock.json.
+$(NODE_STAMP): bench/node/package.json bench/node/package-lock.json
+	@scripts/ensure_system_deps.sh node=nodejs npm=npm
+	@echo "==> npm ci bench/node into $(NODE_BENCH)/"
+	@mkdir -p $(NODE_BENCH)
+	@cp bench/node/package.json bench/node/package-lock.json $(NODE_BENCH)/
+	@npm ci --prefix $(NODE_BENCH) --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+node-bench: $(NODE_STAMP)
+
 lint: venv
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
@@ -49,7 +63,7 @@ lint: venv
 	@echo "==> mypy (strict: aifactory, deploy, harness)"
 	@$(VENV)/bin/mypy
 
-test: venv tools system-deps lint
+test: venv tools system-deps node-bench lint
 	@echo "==> pytest"
 	@$(PY) -m pytest
 
@@ -57,7 +71,7 @@ demo: venv tools system-deps
 	@echo "==> demo"
 	@$(PY) scripts/demo.py
 
-bench: venv tools system-deps
+bench: venv tools system-deps node-bench
 	@echo "==> benchmarks"
 	@$(PY) -m bench
 

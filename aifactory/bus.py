@@ -39,7 +39,6 @@ from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from aifactory.envelope import SCOPES, encode_event
 from aifactory.history import (
     DEFAULT_HISTORY_TTL,
-    HISTORY_RESYNC_FRAME,
     Entry,
     Offset,
     OffsetError,
@@ -174,27 +173,30 @@ class EventBus:
             self._delivered_remote.inc(n)
         return n
 
-    async def resume(self, sub: Subscriber, since: str) -> int | None:
-        """Replay what a reconnecting client missed since its last `_offset`, then let live frames flow.
+    async def resume(self, sub: Subscriber, since: str) -> list[str] | None:
+        """The frames a reconnecting client missed since its last `_offset`, to send right after hello.
 
         `sub` must have been added to the registry *held*, just before this call (no await in between):
-        the state captured here is the seam. Returns the number of replayed frames, or None when the
-        history cannot cover the gap (the caller then sends `resync`). Either way `sub` is released.
+        the state captured here, before the first await, is the seam (the replay ends where the live
+        frames begin, and the skip filter drops late frames the client had seen). Returns the replayed
+        frames, or None when the history cannot cover the gap: the caller then sends
+        [HISTORY_RESYNC_FRAME] as the next frame after hello (the client refetches). The caller sends the
+        frames with `send_now()` and then `release()`s `sub`.
         """
         self_seq = self.bridge.seq if self.bridge is not None else self._seq
         until = self.bridge.last_sid if self.bridge is not None else None
         try:
             offset = parse_offset(since)
-            frames = await self._replay(sub, offset, self_seq, until)
         except OffsetError:
-            frames = None
-        if frames is None:
-            sub.release([HISTORY_RESYNC_FRAME])  # the next frame after hello: the client refetches
             self.metrics.resync_history.inc()
             return None
-        skip = (offset.origin, offset.seq) if offset.origin != self.replica_id else None
-        sub.release(frames, skip=skip)
-        return len(frames)
+        sub.set_skip((offset.origin, offset.seq) if offset.origin != self.replica_id else None)
+        frames = await self._replay(sub, offset, self_seq, until)
+        if frames is None:
+            sub.set_skip(None)
+            self.metrics.resync_history.inc()
+            return None
+        return frames
 
     async def _replay(
         self, sub: Subscriber, offset: Offset, self_seq: int, until: tuple[int, int] | None

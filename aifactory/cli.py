@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import re
@@ -128,13 +129,18 @@ def _fail(message: str) -> int:
 
 
 # The protocol stack every replica runs on; the benchmark's python-socketio peer runs on the same one.
+# ws: uvicorn's websockets-sansio protocol plus the transport sink /ws/events writes frames to
+# (aifactory.web.ws_protocol); a function so that `token` never imports uvicorn.
 class _Protocols(TypedDict):
-    ws: Literal["websockets-sansio"]
+    ws: type[asyncio.Protocol]
     http: Literal["h11"]
     loop: Literal["asyncio"]
 
 
-UVICORN_PROTOCOLS: _Protocols = {"ws": "websockets-sansio", "http": "h11", "loop": "asyncio"}
+def uvicorn_protocols() -> _Protocols:
+    from aifactory.web.ws_protocol import EventsWSProtocol
+
+    return {"ws": EventsWSProtocol, "http": "h11", "loop": "asyncio"}
 
 
 def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
@@ -151,12 +157,13 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
 
     from aifactory.http_guard import guarded_h11
 
+    protocols = uvicorn_protocols()
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        ws=UVICORN_PROTOCOLS["ws"],
-        loop=UVICORN_PROTOCOLS["loop"],
+        ws=protocols["ws"],
+        loop=protocols["loop"],
         http=guarded_h11(settings.http_read_timeout, settings.max_connections),
         timeout_keep_alive=settings.keepalive_seconds,
         ws_max_size=settings.terminal_input_max_bytes,
@@ -168,6 +175,20 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         server_header=False,
     )
+
+
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable() -> None:
+    """No process of our uid may read /proc/<pid>/environ|mem|fd or ptrace us; call before reading secrets.
+
+    Raises OSError if the kernel refuses: serving with a readable environment is not an option.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(err)}")
 
 
 def _graceful_server_class() -> type[uvicorn.Server]:
@@ -200,6 +221,10 @@ def GracefulServer(config: uvicorn.Config) -> uvicorn.Server:
 def cmd_serve() -> int:
     """Run the server until SIGTERM/SIGINT; bad settings exit 2 with one line before anything starts."""
     try:
+        make_undumpable()
+    except OSError as exc:
+        return _fail(str(exc))
+    try:
         settings = load_settings()
     except ConfigError as exc:
         return _fail(str(exc))
@@ -208,9 +233,7 @@ def cmd_serve() -> int:
     try:
         AuditLog(settings.audit_log, "-").check()
     except AuditError as exc:
-        return _fail(
-            f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file (e.g. under /tmp) or '-' for stdout"
-        )
+        return _fail(f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file or '-' for stdout (the default)")
     setup_logging(settings.log_level_no)
 
     from aifactory.web import create_app

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aifactory.constants import DEFAULT_CHANNEL
+from aifactory.sandbox import MODES as SANDBOX_MODES
 
 if TYPE_CHECKING:
     from aifactory.redis_url import RedisTarget
 
-DEFAULT_AUDIT_LOG = "/tmp/aifactory-audit.jsonl"
+DEFAULT_AUDIT_LOG = "-"  # JSON lines on stdout: works under a read-only root (Kubernetes log convention)
 MIN_SECRET_BYTES = 32
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -96,6 +97,8 @@ class Settings:
     terminal_idle_seconds: float = 900.0
     terminal_grace_seconds: float = 30.0
     terminal_max: int = 32
+    terminal_sandbox: str = "on"
+    max_sockets_per_user: int = 32
     task_max_steps: int = 100
     ws_overflow: str = "resync"
     redis_backoff_max: float = 30.0
@@ -217,6 +220,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "send a resync frame) or disconnect (close a slow client with 1013)"
         )
 
+    sandbox_mode = env.get("AIFACTORY_TERMINAL_SANDBOX", "").strip().lower() or "on"
+    if sandbox_mode not in SANDBOX_MODES:
+        raise ConfigError(
+            f"AIFACTORY_TERMINAL_SANDBOX={sandbox_mode!r} is not a mode; set it to on (each shell in its own "
+            "bubblewrap sandbox) or off (unsandboxed shells that can read the server's secrets)"
+        )
+
     return Settings(
         redis_url=redis_url,
         redis_target=target,
@@ -232,6 +242,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         terminal_idle_seconds=_seconds(env, "AIFACTORY_TERMINAL_IDLE_SECONDS", 900.0, 0.1, 86400.0),
         terminal_grace_seconds=_seconds(env, "AIFACTORY_TERMINAL_GRACE_SECONDS", 30.0, 0.0, 3600.0),
         terminal_max=_int(env, "AIFACTORY_TERMINAL_MAX", 32, 0, 10_000),
+        terminal_sandbox=sandbox_mode,
+        max_sockets_per_user=_int(env, "AIFACTORY_MAX_SOCKETS_PER_USER", 32, 1, 100_000),
         task_max_steps=_int(env, "AIFACTORY_TASK_MAX_STEPS", 100, 1, 10_000),
         ws_overflow=overflow,
         redis_backoff_max=_seconds(env, "AIFACTORY_REDIS_BACKOFF_MAX", 30.0, 0.05, 3600.0),

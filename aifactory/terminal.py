@@ -20,10 +20,13 @@ import signal
 import struct
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aifactory import sandbox
 from aifactory.constants import (
     WS_GOING_AWAY,
+    WS_INTERNAL_ERROR,
     WS_NORMAL,
     WS_POLICY_VIOLATION,
     WS_TAKEN_OVER,
@@ -47,8 +50,38 @@ class TerminalRefused(Exception):
         self.reason = reason
 
 
-def _make_controlling_tty() -> None:  # runs in the child between fork and exec
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+REFUSAL_LOG_INTERVAL = 60.0  # at most one refusal line per reason per minute: refusals cannot flood the log
+SANDBOX_UNAVAILABLE = "terminals are disabled on this replica: the shell sandbox cannot be created"
+
+
+def _child_setup(uid: int | None) -> Callable[[], None]:
+    """Runs in the child between fork and exec (after setsid): own the PTY, then give up the server's uid."""
+
+    def setup() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        sandbox.drop_privileges(uid)
+
+    return setup
+
+
+class RateLimitedLog:
+    """One INFO line per key per `interval`; the next one says how many were suppressed meanwhile."""
+
+    def __init__(self, logger: logging.Logger, interval: float) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def info(self, key: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        skipped = self._suppressed.pop(key, 0)
+        suffix = f" ({skipped} more like it in the last {self.interval:.0f}s not logged)" if skipped else ""
+        self.logger.info(msg + suffix, *args)
 
 
 def _session_members(sid: int) -> list[int]:
@@ -96,6 +129,7 @@ class Terminal:
     owner: str
     proc: asyncio.subprocess.Process
     master: int
+    workspace: str | None = None  # the sandbox's only writable directory, deleted with the terminal
     last_activity: float = field(default_factory=time.monotonic)
     attachment: Attachment | None = None
     scrollback: collections.deque[bytes] = field(default_factory=collections.deque)
@@ -122,18 +156,52 @@ class TerminalManager:
         idle_seconds: float,
         grace_seconds: float,
         max_terminals: int,
+        sandbox_mode: str = "on",
     ) -> None:
         self.shell = shell
         self.replica_id = replica_id
         self.idle_seconds = idle_seconds
         self.grace_seconds = grace_seconds
         self.max_terminals = max_terminals
+        self.sandbox_mode = sandbox_mode
+        self.sandbox: sandbox.SandboxSpec | None = None
+        self.unavailable: str | None = None  # why terminals are refused (1011) on this replica
+        self.workspace_root: str | None = None
         self.terminals: dict[str, Terminal] = {}
+        self._opening: dict[str, tuple[str, asyncio.Future[Terminal]]] = {}  # reserved slots (id → owner)
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self.refusals = RateLimitedLog(log, REFUSAL_LOG_INTERVAL)
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
+        """Prove the sandbox works (one ERROR and 1011 refusals if not; never a silent fallback)."""
+        if self.sandbox_mode == "off":
+            log.warning(
+                "AIFACTORY_TERMINAL_SANDBOX=off: terminal shells run unsandboxed as the server's uid and "
+                "can read its secrets (/proc/<pid>/environ is one read away), the audit log and each "
+                "other's terminals; use only where every terminal user is trusted with the deployment"
+            )
+        else:
+            try:
+                self.workspace_root = sandbox.make_workspace_root()
+                self.sandbox = sandbox.probe(sandbox.find_spec(self.shell), self.workspace_root)
+                if not self.sandbox.fresh_proc:
+                    log.warning(
+                        "terminal sandbox without a fresh /proc: this container masks parts of /proc "
+                        "(procMount: Default), so shells get an empty /proc (ps and top show nothing); "
+                        "the rest of the sandbox holds. procMount: Unmasked (with hostUsers: false) gives "
+                        "shells their own /proc"
+                    )
+            except (sandbox.SandboxUnavailable, OSError) as exc:
+                self.unavailable = str(exc)
+                log.error(
+                    "terminal sandbox unavailable, terminals are refused with 1011: %s. The pod must allow "
+                    "user namespaces (a seccomp profile allowing unshare/clone with namespace flags, see "
+                    "docs/security.md#shells), or set AIFACTORY_TERMINAL_SANDBOX=off to run shells "
+                    "unsandboxed (they can then read the server's secrets)",
+                    exc,
+                )
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle(), name="terminal-idle-reaper")
 
     async def stop(self) -> None:
@@ -145,6 +213,11 @@ class TerminalManager:
             *(self.close(t, "server shutting down", WS_GOING_AWAY) for t in list(self.terminals.values()))
         )
         await asyncio.gather(*self._closing, return_exceptions=True)
+        if self.workspace_root is not None:
+            for entry in os.listdir(self.workspace_root):
+                sandbox.remove_tree(os.path.join(self.workspace_root, entry))
+            with contextlib.suppress(OSError):
+                os.rmdir(self.workspace_root)
 
     async def _reap_idle(self) -> None:
         period = max(0.05, min(self.idle_seconds / 4, 5.0))
@@ -159,19 +232,20 @@ class TerminalManager:
                     self._spawn_close(term, "idle timeout")
 
     # ---- attach / detach ----------------------------------------------------------------------
-    async def attach(self, term_id: str, user_id: str) -> tuple[Terminal, Attachment]:
-        """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise."""
-        if not TERMINAL_ID.match(term_id):
-            raise TerminalRefused(WS_POLICY_VIOLATION, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
-        term = self.terminals.get(term_id)
-        if term is not None and term.owner != user_id:
-            raise TerminalRefused(WS_POLICY_VIOLATION, "terminal belongs to another user")
-        if term is None:
-            if len(self.terminals) >= self.max_terminals:
-                raise TerminalRefused(
-                    WS_TRY_AGAIN_LATER, "too many terminals on this replica; try again later"
-                )
-            term = await self._spawn(term_id, user_id)
+    async def attach(
+        self, term_id: str, user_id: str, on_open: Callable[[], None] | None = None
+    ) -> tuple[Terminal, Attachment]:
+        """Open terminal `term_id` for `user_id`, or reattach to it; raise TerminalRefused otherwise.
+
+        A new terminal's slot is reserved before anything is awaited (so AIFACTORY_TERMINAL_MAX holds under
+        concurrent opens), then `on_open` runs (the audit record: raising there refuses the open), then the
+        shell is spawned. Nothing is recorded for refused opens.
+        """
+        try:
+            term = await self._open(term_id, user_id, on_open)
+        except TerminalRefused as exc:
+            self.refusals.info(exc.reason, "terminal %s refused for %s: %s", term_id, user_id, exc.reason)
+            raise
         if term.grace_handle is not None:
             term.grace_handle.cancel()
             term.grace_handle = None
@@ -185,6 +259,45 @@ class TerminalManager:
         term.touch()
         self._resume(term)
         return term, att
+
+    async def _open(self, term_id: str, user_id: str, on_open: Callable[[], None] | None) -> Terminal:
+        if not TERMINAL_ID.match(term_id):
+            raise TerminalRefused(WS_POLICY_VIOLATION, "terminal id must be 1-64 of A-Z a-z 0-9 _ . -")
+        if self.unavailable is not None:
+            raise TerminalRefused(WS_INTERNAL_ERROR, SANDBOX_UNAVAILABLE)
+        term = self.terminals.get(term_id)
+        if term is not None:
+            if term.owner != user_id:
+                raise TerminalRefused(WS_POLICY_VIOLATION, "terminal belongs to another user")
+            return term
+        opening = self._opening.get(term_id)
+        if opening is not None:  # the same id is starting right now: share its outcome
+            owner, started = opening
+            if owner != user_id:
+                raise TerminalRefused(WS_POLICY_VIOLATION, "terminal belongs to another user")
+            try:
+                return await asyncio.shield(started)
+            except Exception:
+                raise TerminalRefused(WS_INTERNAL_ERROR, "could not start a shell on this replica") from None
+        if len(self.terminals) + len(self._opening) >= self.max_terminals:
+            raise TerminalRefused(WS_TRY_AGAIN_LATER, "too many terminals on this replica; try again later")
+        started = asyncio.get_running_loop().create_future()
+        started.add_done_callback(lambda f: f.cancelled() or f.exception())  # a waiter may not exist
+        self._opening[term_id] = (user_id, started)  # the slot is ours before the first await
+        try:
+            if on_open is not None:
+                on_open()
+            term = await self._spawn(term_id, user_id)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                started.set_exception(exc)
+            else:
+                started.cancel()
+            raise
+        finally:
+            del self._opening[term_id]
+        started.set_result(term)
+        return term
 
     def detach(self, term: Terminal, att: Attachment) -> None:
         """The socket went away: keep the shell for the grace period so the same user can come back."""
@@ -227,36 +340,47 @@ class TerminalManager:
     # ---- internals ------------------------------------------------------------------------------
     async def _spawn(self, term_id: str, user_id: str) -> Terminal:
         master, slave = pty.openpty()
+        workspace = None
         try:
             _set_winsize(master, 24, 80)
-            env = {  # never the server's own env: it holds the auth secret and the Redis password
-                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-                "HOME": os.environ.get("HOME", "/tmp"),
-                "TERM": "xterm-256color",
-                "LANG": "C.UTF-8",
-                "AIFACTORY_TERMINAL_ID": term_id,
-                "AIFACTORY_TERMINAL_USER": user_id,
-                "AIFACTORY_REPLICA_ID": self.replica_id,
-            }
-            cwd = env["HOME"] if os.path.isdir(env["HOME"]) else "/"
+            if self.sandbox is not None:
+                assert self.workspace_root is not None
+                uid = sandbox.sandbox_uid()
+                workspace = sandbox.make_workspace(self.workspace_root, term_id, uid)
+                cmd = sandbox.sandbox_command(
+                    self.sandbox,
+                    term_id=term_id,
+                    user_id=user_id,
+                    replica_id=self.replica_id,
+                    workspace=workspace,
+                )
+                argv, env, cwd = cmd.argv, cmd.env, "/"
+                if uid is not None:
+                    os.fchown(slave, uid, -1)
+            else:  # AIFACTORY_TERMINAL_SANDBOX=off: the operator accepted an unsandboxed shell
+                home = os.environ.get("HOME", "/tmp")
+                env = sandbox.shell_env(term_id, user_id, self.replica_id, home)
+                env["PATH"] = os.environ.get("PATH", env["PATH"])
+                argv, cwd, uid = [self.shell, "-i"], home if os.path.isdir(home) else "/", None
             proc = await asyncio.create_subprocess_exec(
-                self.shell,
-                "-i",
+                *argv,
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
-                env=env,
+                env=env,  # never the server's own env: it holds the auth secret and the Redis password
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_make_controlling_tty,
+                preexec_fn=_child_setup(uid),
             )
         except BaseException:
             os.close(master)
+            if workspace is not None:
+                sandbox.remove_tree(workspace)
             raise
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        term = Terminal(id=term_id, owner=user_id, proc=proc, master=master)
+        term = Terminal(id=term_id, owner=user_id, proc=proc, master=master, workspace=workspace)
         self.terminals[term_id] = term
         asyncio.get_running_loop().add_reader(master, self._on_readable, term)
         log.info("terminal %s opened for %s (pid %d)", term_id, user_id, proc.pid)
@@ -337,4 +461,6 @@ class TerminalManager:
             except TimeoutError:
                 continue
         _signal_session(term.pid, signal.SIGKILL)  # background jobs that ignored the hangup
+        if term.workspace is not None:
+            sandbox.remove_tree(term.workspace)
         log.info("terminal %s of %s closed (%s); pid %d reaped", term.id, term.owner, reason, term.pid)

@@ -1,246 +1,178 @@
-"""Fan-out scenarios, run identically against each server kind on the same Redis.
+"""Fan-out scenarios, run identically against every server kind on the same Redis.
 
-Every scenario: start replicas, connect load-client sockets, fire on replica A (index 0) at a fixed rate,
-and measure latency on the sockets of the last replica (C when there are three) — the cross-replica path.
-Losses count every socket of every replica.
+Three replicas per kind; events are broadcasts fired by HTTP POST on replica A (index 0); the sockets sit
+on the receiving replicas (B and C), each read by its own load-client process so the driver is never the
+bottleneck. A phase measures latency, loss and duplicates on every socket, and the CPU time the receiving
+replicas and the load clients spent, per delivered frame. All kinds stay up at once and every round runs
+each kind back to back (in a rotating order), so background load on the shared machine hits all alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench.firing import fire_at_rate
-from bench.procs import LoadClient, Replicas
+from bench.procs import LoadClient, Replicas, cpu_seconds
 from bench.stats import summarize
 from harness.app_servers import rss_kib
 
 DRAIN_SECONDS = 1.0
-P99_LIMIT_MS = 100.0
-REPEATS = 2  # latency-vs-rate and sustained steps: best p99 of this many back-to-back runs
+P99_LIMIT_MS = 100.0  # "sustained": the highest rate whose median p99 stays under this with 0 lost
+SATURATED_MS = 1000.0  # a kind leaves the ladder after a rate with a median p99 above this, or a loss
 
 
 @dataclass
 class Run:
-    """One load phase: what was offered and what the receivers of replica C saw."""
+    """One load phase of one kind: what was offered, what the receiving sockets saw, what it cost."""
 
     kind: str
-    replicas: int
     clients: int
     rate: float
-    size: int
+    round: int
     sent: int
     failed: int
-    latency: dict[str, float]  # on the last replica's sockets
-    lost: int  # over all sockets
+    received: int
+    dups: int
+    late: int  # frames that arrived after a later event on the same socket
+    lost: int
+    latency: dict[str, float]
+    server_us: float  # receiving replicas' CPU per delivered frame
+    driver_us: float  # load clients' CPU per delivered frame
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def deliveries_per_s(self) -> float:
-        return self.rate * self.clients
-
     def row(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "replicas": self.replicas,
-            "clients": self.clients,
-            "rate": self.rate,
-            "size": self.size,
-            "sent": self.sent,
-            "failed": self.failed,
-            "lost": self.lost,
-            "deliveries_per_s": self.deliveries_per_s,
-            **self.latency,
-            **self.extra,
-        }
+        out = {k: v for k, v in vars(self).items() if k not in ("latency", "extra")}
+        return {**out, "deliveries_per_s": self.rate * self.clients, **self.latency, **self.extra}
 
 
 class Bench:
-    """Replicas + one load client for a scenario; `phase()` fires at a rate and collects the result."""
+    """Replicas of one kind + one load client per receiving replica; `phase()` fires and measures."""
 
-    def __init__(self, kind: str, replicas: int, clients: int, redis_url: str, size: int) -> None:
-        self.kind, self.size, self.clients = kind, size, clients
+    def __init__(self, kind: str, replicas: int, clients: int, redis_url: str) -> None:
+        self.kind, self.clients = kind, clients
         self.reps = Replicas(kind, replicas, redis_url, f"bench:{kind}:{time.monotonic_ns()}").start()
-        self.rss_before = [rss_kib(pid) for pid in self.reps.pids]
-        per = [clients // replicas + (1 if i < clients % replicas else 0) for i in range(replicas)]
-        proto = "aif" if kind == "aifactory" else "sio"
-        plan = []
-        for i, n in enumerate(per):
-            # one user per socket group; broadcast reaches everyone, so users only matter for auth/rooms
-            plan.append(
-                {"url": self.reps.ws_url(i, f"user{i}"), "proto": proto, "count": n, "group": f"r{i}"}
-            )
+        self.receivers = list(range(1, replicas)) or [0]
+        recv_pids = [self.reps.pids[i] for i in self.receivers]
+        rss_before = [rss_kib(pid) for pid in recv_pids]
+        per = [clients // len(self.receivers) + (i < clients % len(self.receivers)) for i in self.receivers]
+        self.loaders: list[LoadClient] = []
         try:
-            self.client = LoadClient(plan)
+            for i, n in zip(self.receivers, per, strict=True):
+                url = self.reps.ws_url(i, f"user{i}")
+                self.loaders.append(LoadClient([{"url": url, "proto": _proto(kind), "count": n}]))
         except BaseException:
-            self.reps.stop()
+            self.close()
             raise
         time.sleep(0.5)
-        self.rss_after = [rss_kib(pid) for pid in self.reps.pids]
+        grown = sum(rss_kib(pid) for pid in recv_pids) - sum(rss_before)
+        self.kib_per_socket = grown / max(1, clients)
 
-    @property
-    def kib_per_socket(self) -> float:
-        delta = sum(a - b for a, b in zip(self.rss_after, self.rss_before, strict=True))
-        return delta / max(1, self.clients)
+    def _cpu(self) -> tuple[float, float]:
+        server = sum(cpu_seconds(self.reps.pids[i]) for i in self.receivers)
+        return server, sum(cpu_seconds(lc.pid) for lc in self.loaders)
 
-    def phase(self, rate: float, duration: float) -> Run:
+    def phase(self, rate: float, duration: float, rnd: int = 0) -> Run:
         name = f"{rate:g}@{time.monotonic_ns()}"
-        counts = asyncio.run(
-            fire_at_rate(
-                self.reps.fire_url(0),
-                self.reps.fire_body,
-                rate,
-                duration,
-                name,
-                self.size,
-                self.reps.fire_headers(),
-            )
-        )
+        s0, d0 = self._cpu()
+        url, headers = self.reps.fire_url(0), self.reps.fire_headers()
+        counts = asyncio.run(fire_at_rate(url, self.reps.fire_body, rate, duration, name, 256, headers))
         time.sleep(DRAIN_SECONDS)
-        samples = self.client.dump()
-        last = len(self.reps.ports) - 1
-        received = sum(len(v) for k, v in samples.items() if k.endswith("/" + name))
-        expected = counts["ok"] * self.clients
+        dumps = [lc.dump() for lc in self.loaders]
+        s1, d1 = self._cpu()
+        samples = [x for d in dumps for x in d["samples"].get(name, [])]
+        dups = sum(d["dups"].get(name, 0) for d in dumps)
+        late = sum(d["late"].get(name, 0) for d in dumps)
+        frames = max(1, len(samples))
         return Run(
             kind=self.kind,
-            replicas=len(self.reps.ports),
             clients=self.clients,
             rate=rate,
-            size=self.size,
+            round=rnd,
             sent=counts["sent"],
             failed=counts["failed"],
-            latency=summarize(samples.get(f"r{last}/{name}", [])),
-            lost=max(0, expected - received),
+            received=len(samples),
+            dups=dups,
+            late=late,
+            lost=max(0, counts["ok"] * self.clients - len(samples)),
+            latency={k: v for k, v in summarize(samples).items() if k != "received"},
+            server_us=round((s1 - s0) / frames * 1e6, 1),
+            driver_us=round((d1 - d0) / frames * 1e6, 1),
         )
 
-    def close(self) -> list[bool]:
-        alive = self.reps.alive()
-        self.client.close()
+    def close(self) -> None:
+        for lc in self.loaders:
+            lc.close()
         self.reps.stop()
-        return alive
 
 
-def _pair(kinds: tuple[str, ...], replicas: int, clients: int, redis_url: str, size: int) -> dict[str, Bench]:
-    """One Bench per kind, all alive at once, so each load step runs back to back for both kinds."""
+def _proto(kind: str) -> str:
+    return "sio" if kind in ("socketio", "node-sio") else "json"
+
+
+def start_all(kinds: tuple[str, ...], replicas: int, clients: int, redis_url: str) -> dict[str, Bench]:
+    """One Bench per kind, all alive at once, so each round runs back to back for every kind."""
     benches: dict[str, Bench] = {}
     try:
         for kind in kinds:
-            benches[kind] = Bench(kind, replicas, clients, redis_url, size)
+            benches[kind] = Bench(kind, replicas, clients, redis_url)
     except BaseException:
-        for b in benches.values():
-            b.close()
+        close_all(benches)
         raise
     return benches
 
 
-def _best_of(
-    benches: dict[str, Bench], kinds: tuple[str, ...], rate: float, duration: float
-) -> dict[str, Run]:
-    """Run the step REPEATS times per kind, interleaved (A, B, A, B), keeping each kind's lowest p99: one
-    stall from other work on the shared machine should not decide a step, while a stall the server
-    causes itself shows up in every repeat."""
-    runs: dict[str, list[Run]] = {k: [] for k in kinds}
-    for _ in range(REPEATS):
-        for k in kinds:
-            runs[k].append(benches[k].phase(rate, duration))
-    best = {}
-    for k, rs in runs.items():
-        best[k] = min(rs, key=lambda r: (r.lost, r.latency["p99"]))
-        best[k].extra["p99_of_repeats"] = " / ".join(f"{r.latency['p99']:.0f}" for r in rs)
-    return best
-
-
-def _close(benches: dict[str, Bench]) -> None:
+def close_all(benches: dict[str, Bench]) -> None:
     for b in benches.values():
         b.close()
 
 
-def latency_at_rates(
-    kinds: tuple[str, ...],
-    redis_url: str,
-    rates: list[float],
-    clients: int,
-    duration: float,
-    size: int,
-    replicas: int = 3,
+def failed_rows(rows: list[dict[str, Any]], limit_ms: float = P99_LIMIT_MS) -> bool:
+    """A step a kind does not sustain: its median p99 over the rounds is over the limit, or a phase lost,
+    duplicated or failed anything."""
+    p99 = statistics.median(r["p99"] for r in rows)
+    return not p99 <= limit_ms or any(r["lost"] or r["dups"] or r["failed"] for r in rows)
+
+
+def ladder(
+    benches: dict[str, Bench], rates: list[float], duration: float, rounds: int, say: Any = print
 ) -> list[Run]:
-    """Fixed rates, fixed clients: the latency-vs-rate curve, kinds interleaved at every rate."""
-    benches = _pair(kinds, replicas, clients, redis_url, size)
-    try:
-        out = []
-        for rate in rates:
-            best = _best_of(benches, kinds, rate, duration)
-            out += [best[k] for k in kinds]
-        return out
-    finally:
-        _close(benches)
-
-
-def sustained(
-    kinds: tuple[str, ...],
-    redis_url: str,
-    clients: int,
-    duration: float,
-    size: int,
-    start_rate: float,
-    max_rate: float,
-) -> tuple[dict[str, Run | None], list[Run]]:
-    """Double the rate until p99 on replica C exceeds 100 ms (or events are lost); the last good step wins."""
-    benches = _pair(kinds, 3, clients, redis_url, size)
+    """Every rate, `rounds` interleaved rounds per kind; a kind leaves after the first rate at which it is
+    saturated (median p99 over SATURATED_MS) or loses frames, so the p99 ladder goes past the sustained
+    limit and one noisy step on the shared machine does not end a kind's ladder."""
+    active = list(benches)
     runs: list[Run] = []
-    best: dict[str, Run | None] = dict.fromkeys(kinds)
-    active = list(kinds)
-    try:
-        rate = start_rate
-        while rate <= max_rate and active:
-            step = _best_of(benches, tuple(active), rate, duration)
-            for kind in list(active):
-                run = step[kind]
-                runs.append(run)
-                if run.latency["p99"] > P99_LIMIT_MS or run.lost > 0 or run.failed > 0:
-                    active.remove(kind)
-                else:
-                    best[kind] = run
-            rate *= 2
-    finally:
-        _close(benches)
-    return best, runs
+    for rate in rates:
+        step: dict[str, list[Run]] = {k: [] for k in active}
+        for rnd in range(rounds):
+            order = active[rnd % len(active) :] + active[: rnd % len(active)]
+            for kind in order:
+                step[kind].append(benches[kind].phase(rate, duration, rnd))
+        for kind, rs in step.items():
+            runs += rs
+            p99s = " / ".join(f"{r.latency['p99']:.0f}" for r in rs)
+            cpu = " / ".join(f"{r.server_us:.0f}" for r in rs)
+            lost = sum(r.lost for r in rs)
+            say(f"  {rate:g} ev/s {kind}: p99 {p99s} ms, server {cpu} µs/frame, lost {lost}")
+            if failed_rows([r.row() for r in rs], SATURATED_MS):
+                active.remove(kind)
+        if not active:
+            break
+    return runs
 
 
-def scaling_clients(
-    kinds: tuple[str, ...], redis_url: str, counts: list[int], rate: float, duration: float, size: int
-) -> list[Run]:
-    """Same event rate (broadcast to every socket), growing socket count; also RSS per socket."""
+def memory(kinds: tuple[str, ...], redis_url: str, clients: int, duration: float) -> list[Run]:
+    """RSS per connected socket on the receiving replicas, one kind at a time, plus one check phase."""
     out = []
-    for n in counts:
-        benches = _pair(kinds, 3, n, redis_url, size)
+    for kind in kinds:
+        b = Bench(kind, 3, clients, redis_url)
         try:
-            for kind in kinds:
-                run = benches[kind].phase(rate, duration)
-                run.extra["kib_per_socket"] = round(benches[kind].kib_per_socket, 1)
-                out.append(run)
+            run = b.phase(5, duration)
+            run.extra["kib_per_socket"] = round(b.kib_per_socket, 1)
+            out.append(run)
         finally:
-            _close(benches)
-    return out
-
-
-def scaling_replicas(
-    kinds: tuple[str, ...],
-    redis_url: str,
-    counts: list[int],
-    clients: int,
-    rate: float,
-    duration: float,
-    size: int,
-) -> list[Run]:
-    """Same clients and rate spread over 1..N replicas (one replica: fire and receive on A)."""
-    out = []
-    for n in counts:
-        benches = _pair(kinds, n, clients, redis_url, size)
-        try:
-            out += [benches[k].phase(rate, duration) for k in kinds]
-        finally:
-            _close(benches)
+            b.close()
     return out

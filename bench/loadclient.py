@@ -1,138 +1,177 @@
-"""A load-client process: holds many WebSockets to the replicas and records event latency per socket group.
+"""A load-client process: holds many WebSockets to one replica and records event latency per phase.
 
-Runs apart from the firing process so receiving thousands of frames does not skew the firing schedule.
-Speaks both protocols with the same aiohttp WebSocket client: aifactory (`/ws/events`, JSON frames) and
-Socket.IO (Engine.IO v4 text packets), so client-side cost is identical for both servers.
+Runs apart from the firing process so receiving thousands of frames does not skew the firing schedule,
+and is as cheap per frame as a Python client gets (one asyncio Protocol per socket parsing frames in
+`data_received`, no task per socket, no per-message wakeup), so the servers, not the driver, saturate.
+Offers no permessage-deflate, so every server sends plain frames. Speaks JSON text frames (aifactory's
+`/ws/events`, the bare relays) and Socket.IO (Engine.IO v4 text packets), the same code for every server.
 
-Protocol on stdio: argv[1] is a JSON plan `[{"url": ..., "proto": "aif"|"sio", "count": n, "group": g}]`.
-Prints `READY <n>` when every socket is open; reads `DUMP` (prints one JSON line of latencies recorded since
-the last DUMP, keyed "group/phase") and `QUIT`.
+Protocol on stdio: argv[1] is a JSON plan `[{"url": ..., "proto": "json"|"sio", "count": n}]`.
+Prints `READY <n>` when every socket is open; reads `DUMP` (prints one JSON line: latencies recorded since
+the last DUMP keyed by phase, duplicated and out-of-order frames per phase, closed sockets) and `QUIT`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import resource
+import struct
 import sys
 import time
 from collections import defaultdict
+from urllib.parse import urlsplit
 
-import aiohttp
-
-CONNECT_PARALLEL = 100
+CONNECT_PARALLEL = 50
 
 
 class Recorder:
-    """Latency samples (ms) per group and phase; events carry `t` (monotonic seconds) and `phase`."""
+    """Latency samples (ms) per phase; events carry `t` (monotonic seconds), `phase` and sequence `i`."""
 
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = defaultdict(list)
+        self.dups: dict[str, int] = defaultdict(int)  # the same event twice on one socket
+        self.late: dict[str, int] = defaultdict(int)  # an event after a later one on one socket
         self.closed = 0
 
-    def record(self, group: str, ev: object) -> None:
-        if isinstance(ev, dict) and "t" in ev:
-            self.samples[f"{group}/{ev.get('phase', '')}"].append((time.monotonic() - ev["t"]) * 1000.0)
+    def record(self, seen: list, ev: object) -> None:
+        """`seen` is one socket's [phase, event numbers, highest number] (older phases are forgotten)."""
+        if not (isinstance(ev, dict) and "t" in ev):
+            return
+        phase, i = ev.get("phase", ""), ev.get("i", 0)
+        if seen[0] != phase:
+            seen[:] = [phase, set(), -1]
+        if i in seen[1]:
+            self.dups[phase] += 1
+            return
+        if i < seen[2]:
+            self.late[phase] += 1
+        seen[1].add(i)
+        seen[2] = max(seen[2], i)
+        self.samples[phase].append((time.monotonic() - ev["t"]) * 1000.0)
 
 
-def _event_of(frame: object) -> object:
-    if isinstance(frame, dict) and isinstance(frame.get("event"), dict):
-        return frame["event"]
-    return frame
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client frame (RFC 6455 requires clients to mask); the zero mask keeps it cheap."""
+    n = len(payload)
+    head = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    return head + b"\0\0\0\0" + payload
 
 
-async def run_aif(
-    session: aiohttp.ClientSession,
-    url: str,
-    group: str,
-    rec: Recorder,
-    ready: asyncio.Event,
-    opened: list[int],
-) -> None:
-    async with session.ws_connect(url, heartbeat=None, max_msg_size=0) as ws:
-        opened[0] += 1
-        ready.set()
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                rec.record(group, _event_of(json.loads(msg.data)))
-    rec.closed += 1
+class Socket(asyncio.Protocol):
+    """One WebSocket: HTTP upgrade, then server frames parsed straight out of the receive buffer."""
+
+    def __init__(self, request: bytes, proto: str, rec: Recorder, opened: asyncio.Future) -> None:
+        self.request, self.sio, self.rec, self.opened = request, proto == "sio", rec, opened
+        self.buf = bytearray()
+        self.upgraded = False
+        self.seen: list = [None, set(), -1]
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.rec.closed += 1
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"closed before open: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            if b" 101 " not in status:
+                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+            if not self.sio:
+                self.opened.set_result(None)
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            opcode, n = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+            start = pos + 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n, start = struct.unpack_from("!H", buf, pos + 2)[0], pos + 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n, start = struct.unpack_from("!Q", buf, pos + 2)[0], pos + 10
+            if size - start < n:
+                break
+            payload = bytes(buf[start : start + n])
+            pos = start + n
+            if opcode == 1:
+                self.text(payload)
+            elif opcode == 9:
+                self.transport.write(client_frame(10, payload))  # type: ignore[union-attr]
+        del buf[:pos]
+
+    def text(self, payload: bytes) -> None:
+        if not self.sio:
+            frame = json.loads(payload)
+            self.rec.record(self.seen, frame.get("event", frame) if isinstance(frame, dict) else frame)
+        elif payload.startswith(b"42"):
+            self.rec.record(self.seen, json.loads(payload[2:])[1])
+        elif payload == b"2":
+            self.transport.write(client_frame(1, b"3"))  # type: ignore[union-attr]
+        elif payload.startswith(b"0"):
+            self.transport.write(client_frame(1, b"40"))  # type: ignore[union-attr]
+        elif payload.startswith(b"40") and not self.opened.done():
+            self.opened.set_result(None)
 
 
-async def run_sio(
-    session: aiohttp.ClientSession,
-    url: str,
-    group: str,
-    rec: Recorder,
-    ready: asyncio.Event,
-    opened: list[int],
-) -> None:
-    async with session.ws_connect(url, heartbeat=None, max_msg_size=0) as ws:
-        first = await ws.receive()
-        if first.type != aiohttp.WSMsgType.TEXT or not first.data.startswith("0"):
-            raise RuntimeError(f"unexpected Engine.IO open packet: {first.data!r}")
-        await ws.send_str("40")
-        joined = await ws.receive()
-        if not str(joined.data).startswith("40"):
-            raise RuntimeError(f"Socket.IO connect refused: {joined.data!r}")
-        opened[0] += 1
-        ready.set()
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data: str = msg.data
-            if data == "2":
-                await ws.send_str("3")
-            elif data.startswith("42"):
-                rec.record(group, json.loads(data[2:])[1])
-    rec.closed += 1
+async def open_socket(url: str, proto: str, rec: Recorder) -> None:
+    u = urlsplit(url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = u.path + (f"?{u.query}" if u.query else "")
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future = loop.create_future()
+    await loop.create_connection(lambda: Socket(request, proto, rec, opened), u.hostname, u.port)
+    await asyncio.wait_for(opened, 30)
 
 
 async def main_async(plan: list[dict]) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rec = Recorder()
-    opened = [0]
-    total = sum(p["count"] for p in plan)
-    conn = aiohttp.TCPConnector(limit=0, force_close=False)
     sem = asyncio.Semaphore(CONNECT_PARALLEL)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        tasks = []
 
-        async def one(p: dict) -> None:
-            ready = asyncio.Event()
-            runner = run_aif if p["proto"] == "aif" else run_sio
-            async with sem:
-                t = asyncio.create_task(runner(session, p["url"], p["group"], rec, ready, opened))
-                waiter = asyncio.create_task(ready.wait())
-                await asyncio.wait({t, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if t.done():
-                    t.result()  # raise the connect error
-            await t
+    async def one(p: dict) -> None:
+        async with sem:
+            await open_socket(p["url"], p["proto"], rec)
 
-        for p in plan:
-            for _ in range(p["count"]):
-                tasks.append(asyncio.create_task(one(p)))
-        while opened[0] < total:
-            failed = [t for t in tasks if t.done() and t.exception()]
-            if failed:
-                print(f"ERROR {failed[0].exception()!r}", flush=True)
-                return
-            await asyncio.sleep(0.05)
-        print(f"READY {opened[0]}", flush=True)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while True:
-            line = (await reader.readline()).decode().strip()
-            if line == "DUMP":
-                out = {"samples": rec.samples, "closed": rec.closed}
-                rec.samples = defaultdict(list)
-                sys.stdout.write(json.dumps(out) + "\n")
-                sys.stdout.flush()
-            elif line in ("QUIT", ""):
-                break
-        for t in tasks:
-            t.cancel()
+    try:
+        await asyncio.gather(*(one(p) for p in plan for _ in range(p["count"])))
+    except Exception as exc:
+        print(f"ERROR {exc!r}", flush=True)
+        return
+    print(f"READY {sum(p['count'] for p in plan)}", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if line == "DUMP":
+            out = {"samples": rec.samples, "dups": rec.dups, "late": rec.late, "closed": rec.closed}
+            rec.samples, rec.dups, rec.late = defaultdict(list), defaultdict(int), defaultdict(int)
+            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
+        elif line in ("QUIT", ""):
+            break
 
 
 def main() -> None:

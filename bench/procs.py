@@ -1,12 +1,20 @@
-"""The processes a benchmark run owns: replicas of either server kind and load-client processes.
+"""The processes a benchmark run owns: replicas of one server kind, and load-client processes.
 
-Both kinds expose the same three things to the benchmark: a WebSocket URL per replica for a user, a fire
-URL + request body on a replica, and the replica's process id (for RSS and profiling).
+Every kind exposes the same things to the benchmark: a WebSocket URL per replica for a user, a fire URL +
+request body on a replica, and each replica's process id (for CPU, RSS and profiling). Kinds:
+
+- aifactory: `aifactory-server` (the product).
+- socketio: python-socketio + AsyncRedisManager under the same uvicorn (bench/sio_server.py).
+- node-sio: Node socket.io 4 + @socket.io/redis-adapter 8 (bench/node/peers.js).
+- py-relay: a bare Python `websockets` relay using `broadcast()` (bench/relay.py).
+- node-ws: a bare Node `ws` relay (bench/node/peers.js).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,17 +28,47 @@ from harness.app_servers import ServerSet, start_servers
 from harness.ports import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / ".cache" / "node-bench" / "node_modules"  # `make bench` installs bench/node here
+KINDS = ("aifactory", "node-sio", "socketio", "py-relay", "node-ws")
+NAMES = {
+    "aifactory": "aifactory-server",
+    "socketio": "python-socketio + AsyncRedisManager",
+    "node-sio": "Node socket.io 4 + redis-adapter 8",
+    "py-relay": "bare Python websockets broadcast() relay",
+    "node-ws": "bare Node ws relay",
+}
+PROTO = {"aifactory": "json", "socketio": "sio", "node-sio": "sio", "py-relay": "json", "node-ws": "json"}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all threads (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _peer_command(kind: str, port: int, fire_port: int, redis_url: str, channel: str) -> list[str]:
+    if kind in ("node-sio", "node-ws"):
+        node = shutil.which("node")
+        if node is None or not NODE_MODULES.is_dir():
+            raise RuntimeError("the Node peers need node and `make bench` (npm ci into .cache/node-bench)")
+        script = str(ROOT / "bench" / "node" / "peers.js")
+        return [node, script, kind.removeprefix("node-"), str(port), redis_url, channel]
+    module = "bench.sio_server" if kind == "socketio" else "bench.relay"
+    cmd = [sys.executable, "-m", module, "--port", str(port), "--redis", redis_url, "--channel", channel]
+    return [*cmd, "--fire-port", str(fire_port)] if kind == "py-relay" else cmd
 
 
 @dataclass
 class Replicas:
-    """N replicas of one server kind ("aifactory" or "socketio") on one Redis and channel."""
+    """N replicas of one server kind on one Redis and channel."""
 
     kind: str
     count: int
     redis_url: str
     channel: str
     ports: list[int] = field(default_factory=list)
+    fire_ports: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     _aif: ServerSet | None = None
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -43,38 +81,28 @@ class Replicas:
                 channel=self.channel,
                 extra_env={"LOG_LEVEL": "WARNING", "AIFACTORY_WS_QUEUE": "10000"},
             )
-            self.ports = [s.port for s in self._aif]
+            self.ports = self.fire_ports = [s.port for s in self._aif]
             self.pids = [s.proc.pid for s in self._aif if s.proc]
             for s in self._aif:
                 s.wait_bridge("connected")
-        else:
-            logdir = Path(tempfile.mkdtemp(prefix="aif-bench-sio-"))
-            for i in range(self.count):
-                port = free_port()
-                log = open(logdir / f"sio{i}.log", "wb")  # noqa: SIM115 - lives as long as the process
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.sio_server",
-                        "--port",
-                        str(port),
-                        "--redis",
-                        self.redis_url,
-                        "--channel",
-                        self.channel,
-                    ],
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                self._procs.append(proc)
-                self.ports.append(port)
-                self.pids.append(proc.pid)
-            for port in self.ports:
-                wait_for_port(port, timeout=30)
-            time.sleep(0.5)  # let each AsyncRedisManager subscribe before the first event
+            return self
+        logdir = Path(tempfile.mkdtemp(prefix=f"aif-bench-{self.kind}-"))
+        env = dict(os.environ, NODE_PATH=str(NODE_MODULES), PYTHONPATH=str(ROOT))
+        for i in range(self.count):
+            port = free_port()
+            fire_port = free_port() if self.kind == "py-relay" else port
+            log = open(logdir / f"{i}.log", "wb")  # noqa: SIM115 - lives as long as the process
+            cmd = _peer_command(self.kind, port, fire_port, self.redis_url, self.channel)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self._procs.append(proc)
+            self.ports.append(port)
+            self.fire_ports.append(fire_port)
+            self.pids.append(proc.pid)
+        for port in {*self.ports, *self.fire_ports}:
+            wait_for_port(port, timeout=30)
+        time.sleep(0.5)  # let each Redis subscriber subscribe before the first event
         return self
 
     def stop(self) -> None:
@@ -95,18 +123,18 @@ class Replicas:
 
     # ---- what the benchmark needs --------------------------------------------------------------
     def ws_url(self, i: int, user: str) -> str:
-        if self.kind == "aifactory":
-            assert self._aif is not None
+        if self._aif is not None:
             return self._aif[i].ws_url("/ws/events", self._aif.token(user, org=f"org-{user}"))
-        return f"ws://127.0.0.1:{self.ports[i]}/socket.io/?EIO=4&transport=websocket&user={user}"
+        if PROTO[self.kind] == "sio":
+            return f"ws://127.0.0.1:{self.ports[i]}/socket.io/?EIO=4&transport=websocket&user={user}"
+        return f"ws://127.0.0.1:{self.ports[i]}/"
 
     def fire_url(self, i: int) -> str:
         path = "/api/events" if self.kind == "aifactory" else "/fire"
-        return f"http://127.0.0.1:{self.ports[i]}{path}"
+        return f"http://127.0.0.1:{self.fire_ports[i]}{path}"
 
     def fire_headers(self) -> dict[str, str]:
-        if self.kind == "aifactory":
-            assert self._aif is not None
+        if self._aif is not None:
             return {"Authorization": f"Bearer {self._aif.token('bench-firer', role='service')}"}
         return {}
 
@@ -119,7 +147,7 @@ class Replicas:
 
 
 class LoadClient(LineWorker):
-    """A `bench.loadclient` process holding sockets; `dump()` returns latency samples per group/phase."""
+    """A `bench.loadclient` process holding sockets; `dump()` returns its counts and latency samples."""
 
     def __init__(self, plan: list[dict[str, Any]]) -> None:
         super().__init__("bench.loadclient", json.dumps(plan), quit_timeout=10.0)
@@ -129,5 +157,5 @@ class LoadClient(LineWorker):
             raise RuntimeError(f"load client failed to connect its sockets: {line or 'exited'}")
         self.sockets = int(line.split()[1])
 
-    def dump(self) -> dict[str, list[float]]:
-        return json.loads(self.ask("DUMP"))["samples"]
+    def dump(self) -> dict[str, Any]:
+        return json.loads(self.ask("DUMP"))

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 import socketio
 import uvicorn
 
-from aifactory.cli import UVICORN_PROTOCOLS
+from aifactory.cli import uvicorn_protocols
 
 
 def build_app(redis_url: str, channel: str) -> socketio.ASGIApp:
@@ -77,7 +77,7 @@ def main() -> None:
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
-        **UVICORN_PROTOCOLS,
+        **uvicorn_protocols(),
         access_log=False,
         server_header=False,
     )

@@ -6,7 +6,9 @@
 2. Start a redis-server and three `aifactory-server` processes with that env; connect one WebSocket
    client to each replica (alice and bob in org-a, carol in org-b).
 3. Fire a broadcast, a user event (bob) and an org event (org-b) on replica 1, and show who got what
-   plus each replica's startup line. Everything started here is stopped on exit, Ctrl-C or error.
+   plus each replica's startup line.
+4. Render examples/tiers.yaml: a Deployment per traffic tier (ui, agents) and the Ingress paths to each.
+Everything started here is stopped on exit, Ctrl-C or error.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 HELM = ROOT / ".tools/helm4/helm"
 VALUES = ROOT / "examples/production.yaml"
+TIERS = ROOT / "examples/tiers.yaml"
 STARTUP = "Redis pub/sub"
 CLIENTS = [("replica1", "alice", "org-a"), ("replica2", "bob", "org-a"), ("replica3", "carol", "org-b")]
 EVENTS = [  # (scope, target, event, who should get it)
@@ -47,8 +50,8 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def chart_env() -> list[dict[str, Any]]:
-    """The server container's env list, as `helm template` renders it for examples/production.yaml."""
+def render(values: Path) -> list[dict[str, Any]]:
+    """The objects `helm template` renders for one example values file."""
     if not HELM.is_file():
         raise SystemExit(f"demo: {HELM} is missing; run `make demo` (it fetches helm)")
     cmd = [
@@ -57,7 +60,7 @@ def chart_env() -> list[dict[str, Any]]:
         "aifactory",
         str(ROOT / "chart"),
         "-f",
-        str(VALUES),
+        str(values),
         "--namespace",
         "aifactory",
     ]
@@ -65,12 +68,33 @@ def chart_env() -> list[dict[str, Any]]:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"demo: helm template failed:\n{done.stderr}")
-    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
-    deployment = next(d for d in docs if d.get("kind") == "Deployment")
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def chart_env() -> list[dict[str, Any]]:
+    """The server container's env list, as `helm template` renders it for examples/production.yaml."""
+    deployment = next(d for d in render(VALUES) if d.get("kind") == "Deployment")
     replicas = deployment["spec"].get("replicas")
     container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "server")
     say(f"  rendered Deployment {deployment['metadata']['name']}: replicas={replicas}")
     return container.get("env", [])
+
+
+def show_tiers() -> None:
+    """examples/tiers.yaml: one release, a Deployment per traffic tier, the Ingress routing paths to tiers."""
+    docs = render(TIERS)
+    for d in docs:
+        if d["kind"] == "Deployment":
+            replicas = d["spec"].get("replicas", "HPA")
+            say(f"  Deployment {d['metadata']['name']}: replicas={replicas}")
+    routes = sorted(
+        (p["path"], p["backend"]["service"]["name"])
+        for d in docs
+        if d["kind"] == "Ingress"
+        for rule in d["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    )
+    say("  Ingress: " + ", ".join(f"{path} -> {svc}" for path, svc in routes))
 
 
 def resolve_env(env: list[dict[str, Any]], redis_url: str, secret: str) -> dict[str, str]:
@@ -193,7 +217,9 @@ def main() -> int:
                 else "Some deliveries were wrong."
             )
         )
-        say(f"Server logs: {workdir}/replica*.log")
+        say("\n== 4. Traffic tiers: examples/tiers.yaml (ui and agents scale apart, one bus)")
+        show_tiers()
+        say(f"\nServer logs: {workdir}/replica*.log")
         return 0 if ok else 1
     except KeyboardInterrupt:
         say("\ndemo: interrupted")

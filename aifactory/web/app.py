@@ -7,8 +7,10 @@ caller, audit) in `state`; refusals are `errors.HttpError`, turned into response
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from aifactory.audit import AuditLog
 from aifactory.bus import EventBus, start_bus
 from aifactory.config import Settings
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
+from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
 from aifactory.taskstore import MemoryTaskStore, RedisTaskStore, TaskStore
 from aifactory.terminal import TerminalManager
@@ -42,6 +45,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         settings=settings,
         replica_id=replica_id,
         audit=AuditLog(settings.audit_log, replica_id),
+        sockets=SocketQuota(settings.max_sockets_per_user),
         bridge_options={
             "backoff_initial": min(1.0, settings.redis_backoff_max),
             "backoff_max": settings.redis_backoff_max,
@@ -67,6 +71,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             idle_seconds=settings.terminal_idle_seconds,
             grace_seconds=settings.terminal_grace_seconds,
             max_terminals=settings.terminal_max,
+            sandbox_mode=settings.terminal_sandbox,
         )
         state.terminals.start()
         state.tasks = TaskRunner(replica_id, store=state.task_store)
@@ -105,6 +110,12 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         if state.bus is not None:
             await state.bus.flush(settings.shutdown_grace / 4)
         state.draining.set()
+        grace = settings.shutdown_grace / 4
+        for hook in list(state.detached):
+            hook(grace)
+        deadline = time.monotonic() + grace
+        while state.detached and time.monotonic() < deadline:  # each leaves once its socket has closed
+            await asyncio.sleep(0.01)
 
     app.state.drain = drain
     return app

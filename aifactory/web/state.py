@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,8 @@ from aifactory.audit import AuditError, AuditLog
 from aifactory.auth import AuthError, Principal, bearer_token, verify_token
 from aifactory.bus import EventBus
 from aifactory.config import Settings
-from aifactory.constants import WS_POLICY_VIOLATION
+from aifactory.constants import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
+from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
 from aifactory.taskstore import TaskStore
 from aifactory.terminal import TerminalManager
@@ -30,6 +33,7 @@ class ServerState:
     settings: Settings
     replica_id: str
     audit: AuditLog
+    sockets: SocketQuota
     bridge_options: dict[str, Any] = field(default_factory=dict)
     bus: EventBus | None = None
     terminals: TerminalManager | None = None
@@ -37,6 +41,8 @@ class ServerState:
     task_store: TaskStore | None = None
     ready: bool = False
     draining: asyncio.Event = field(default_factory=asyncio.Event)  # set on SIGTERM: sockets close 1012
+    # drain hooks of event sockets detached from ASGI (no task to see `draining`): called with the timeout
+    detached: set[Callable[[float], None]] = field(default_factory=set)
 
     def principal(self, token: str | None) -> Principal:
         return verify_token(self.settings.auth_secret, token)
@@ -64,6 +70,50 @@ async def ws_principal(websocket: WebSocket) -> Principal | None:
     except AuthError as exc:
         await websocket.close(code=WS_POLICY_VIOLATION, reason=str(exc))
         return None
+
+
+class SocketSlot:
+    """One of a user's AIFACTORY_MAX_SOCKETS_PER_USER slots, held by one socket of `principal`."""
+
+    def __init__(self, quota: SocketQuota, principal: Principal) -> None:
+        self.principal = principal
+        self._quota: SocketQuota | None = quota
+        self.kept = False
+
+    def release(self) -> None:
+        """Give the slot back (once, however often it is called)."""
+        if self._quota is not None:
+            self._quota.release(self.principal.user_id)
+            self._quota = None
+
+    def keep(self) -> Callable[[], None]:
+        """The socket outlives its handler (the events fast path): call the result when it ends."""
+        self.kept = True
+        return self.release
+
+
+@contextlib.asynccontextmanager
+async def user_socket(websocket: WebSocket) -> AsyncIterator[SocketSlot | None]:
+    """The socket's caller, holding one of their AIFACTORY_MAX_SOCKETS_PER_USER slots until the handler
+    returns (or, after `slot.keep()`, until the socket ends).
+
+    None (the socket is already closed: 1008 bad token, 1013 too many sockets of this user) otherwise.
+    """
+    principal = await ws_principal(websocket)
+    if principal is None:
+        yield None
+        return
+    sockets = server_state(websocket).sockets
+    if not sockets.acquire(principal.user_id):
+        await websocket.close(code=WS_TRY_AGAIN_LATER, reason=sockets.reason)
+        yield None
+        return
+    slot = SocketSlot(sockets, principal)
+    try:
+        yield slot
+    finally:
+        if not slot.kept:
+            slot.release()
 
 
 def audit(state: ServerState, action: str, actor: Principal, **details: Any) -> None:

@@ -11,35 +11,38 @@ import time
 
 from starlette.websockets import WebSocket
 
+from aifactory.auth import Principal
 from aifactory.constants import WS_INTERNAL_ERROR, WS_POLICY_VIOLATION
 from aifactory.terminal import TerminalRefused
 from aifactory.web.errors import HttpError
-from aifactory.web.state import audit, server_state, ws_principal
+from aifactory.web.state import audit, server_state, user_socket
 
 log = logging.getLogger("aifactory.server")
 
 
 async def ws_terminal(websocket: WebSocket) -> None:
     """A PTY shell owned by the caller: text/binary frames in are keystrokes, text frames out are output."""
-    principal = await ws_principal(websocket)
-    if principal is None:
-        return
+    async with user_socket(websocket) as slot:
+        if slot is not None:
+            await _serve_terminal(websocket, slot.principal)
+
+
+async def _serve_terminal(websocket: WebSocket, principal: Principal) -> None:
     state = server_state(websocket)
     assert state.terminals is not None
     terminals = state.terminals
     term_id = websocket.path_params["term_id"]
-    is_new = term_id not in terminals.terminals
-    if is_new:
-        try:
-            audit(state, "terminal.open", principal, terminal=term_id)
-        except HttpError:
-            await websocket.close(code=WS_INTERNAL_ERROR, reason="audit log unavailable")
-            return
-    try:
-        term, att = await terminals.attach(term_id, principal.user_id)
-    except TerminalRefused as exc:
-        log.info("terminal %s refused for %s: %s", term_id, principal.user_id, exc.reason)
+    try:  # the audit record is written once the open is sure to happen (id valid, slot reserved)
+        term, att = await terminals.attach(
+            term_id,
+            principal.user_id,
+            on_open=lambda: audit(state, "terminal.open", principal, terminal=term_id),
+        )
+    except TerminalRefused as exc:  # TerminalManager logs refusals, rate-limited
         await websocket.close(code=exc.code, reason=exc.reason)
+        return
+    except HttpError:
+        await websocket.close(code=WS_INTERNAL_ERROR, reason="audit log unavailable")
         return
     except OSError as exc:  # no PTYs left, shell missing, fork failed
         log.error("terminal %s for %s could not start: %s", term_id, principal.user_id, exc)

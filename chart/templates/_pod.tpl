@@ -83,6 +83,10 @@ containers:
         value: "8000"
       - name: LOG_LEVEL
         value: {{ $values.server.logLevel | quote }}
+      {{- if eq (toString ($values.server.terminalSandbox | default "on")) "off" }}
+      - name: AIFACTORY_TERMINAL_SANDBOX
+        value: "off"
+      {{- end }}
       {{- if $values.redis.enabled }}
       - name: REDIS_URL
         valueFrom:

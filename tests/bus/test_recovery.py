@@ -9,7 +9,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from aifactory.bus import start_bus
+from aifactory.bus import EventBus, start_bus
+from aifactory.history import HISTORY_RESYNC_FRAME
 from aifactory.registry import Subscriber
 from harness.redis_servers import RedisServer
 from tests.bus.conftest import WAIT, ReplicaFactory, recv, wait_until
@@ -22,6 +23,21 @@ def drain(sub: Subscriber) -> list[dict[str, Any]]:
     while (frame := sub.get_nowait()) is not None:
         out.append(json.loads(frame))
     return out
+
+
+def held(user: str, org: str) -> Subscriber:
+    sub = Subscriber(user, org)
+    sub.hold()
+    return sub
+
+
+async def resume(bus: EventBus, sub: Subscriber, since: str) -> int | None:
+    """What the events socket does: the replay (or the history resync) first, then the held live frames."""
+    frames = await bus.resume(sub, since)
+    for frame in frames if frames is not None else [HISTORY_RESYNC_FRAME]:
+        sub.send_now(frame)
+    sub.release()
+    return None if frames is None else len(frames)
 
 
 async def recv_n(sub: Subscriber, n: int) -> list[dict[str, Any]]:
@@ -41,15 +57,15 @@ async def test_ring_resume_replays_exactly_what_was_missed_then_live() -> None:
         for n in range(4, 7):
             bus.send_to_user("ann", {"type": "load", "n": n})
         bus.send_to_user("bob", {"type": "load", "n": 99})  # not ann's
-        again = bus.registry.add(Subscriber("ann", "o1", hold=True))
-        replayed = await bus.resume(again, frames[-1]["_offset"])
+        again = bus.registry.add(held("ann", "o1"))
+        replayed = await resume(bus, again, frames[-1]["_offset"])
         bus.send_to_user("ann", {"type": "load", "n": 7})
         assert replayed == 3
         assert [f["n"] for f in drain(again)] == [4, 5, 6, 7]
         # unknown or malformed offsets: not recovered
         for bad in ("nope", frames[-1]["_offset"].replace(bus.ring.epoch, "0ther")):  # type: ignore[union-attr]
-            sub = bus.registry.add(Subscriber("ann", "o1", hold=True))
-            assert await bus.resume(sub, bad) is None
+            sub = bus.registry.add(held("ann", "o1"))
+            assert await resume(bus, sub, bad) is None
             assert sub.get_nowait() == '{"type":"resync","reason":"history"}'
             bus.registry.remove(sub)
     finally:
@@ -80,7 +96,7 @@ async def test_resume_on_another_replica_replays_its_audience_without_gap_or_dup
     a.bus.send_to_org("o2", {"type": "load", "n": 6})  # another org: not replayed to ann
     await wait_until(lambda: watcher.pending() >= 1, "B to receive the broadcast")
     moved = b.client("ann", "o1", hold=True)
-    replayed = await b.bus.resume(moved, seen[-1]["_offset"])
+    replayed = await resume(b.bus, moved, seen[-1]["_offset"])
     a.bus.send_to_user("ann", {"type": "load", "n": 7})
     assert replayed == 2
     got = await recv_n(moved, 3)
@@ -89,7 +105,7 @@ async def test_resume_on_another_replica_replays_its_audience_without_gap_or_dup
     assert drain(moved) == []
     # and resuming again from the middle of the replay, on A this time
     again = a.client("ann", "o1", hold=True)
-    assert await a.bus.resume(again, got[0]["_offset"]) == 2
+    assert await resume(a.bus, again, got[0]["_offset"]) == 2
     assert [f["n"] for f in drain(again)] == [5, 7]
 
 
@@ -126,7 +142,7 @@ async def test_a_flushed_redis_is_a_new_epoch_and_never_a_silent_gap(
     frames = [await recv(on_b), await recv(on_b)]
     assert frames[0] == {"type": "resync", "reason": "history"} and frames[1]["n"] == 2
     moved = a.client("ann", "o1", hold=True)
-    assert await a.bus.resume(moved, last["_offset"]) is None
+    assert await resume(a.bus, moved, last["_offset"]) is None
 
 
 async def test_after_a_redis_restart_fan_out_resumes_and_the_loss_is_announced(
@@ -187,6 +203,6 @@ async def test_a_forged_stream_id_header_on_a_replayed_message_moves_nothing(
     assert (await recv(on_b))["n"] == 2, "the replayed message was dropped and the real one still came"
     assert b.bridge.last_sid[0] < 99999999999999
     moved = b.client("ann", "o1", hold=True)
-    assert await b.bus.resume(moved, first["_offset"]) == 1
+    assert await resume(b.bus, moved, first["_offset"]) == 1
     assert [f["n"] for f in drain(moved)] == [2]
     await spy.aclose()

@@ -73,12 +73,15 @@ async def test_event_sockets_land_on_every_replica_and_all_receive_every_event(s
 async def terminal_visit(
     stack: Stack, term: str, token: str, cookie: str | None
 ) -> tuple[str, str, int, str | None]:
-    """Open a terminal via HAProxy and ask the shell who it is: (served-by, replica, shell pid, cookie)."""
+    """Open a terminal via HAProxy and ask the shell who it is: (served-by, replica, shell id, cookie)."""
     headers = {"Cookie": cookie} if cookie else None
     async with connect(
         f"{stack.lb.ws}{TERMINAL_PATH}/{term}?token={token}", additional_headers=headers
     ) as ws:
-        await ws.send("echo MARK:$AIFACTORY_REPLICA_ID:$$\n")
+        # a random number drawn once per shell names it ($$ is the same in every sandbox's PID namespace)
+        await ws.send(
+            "echo MARK:$AIFACTORY_REPLICA_ID:${SHELL_ID:=$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}\n"
+        )
         out = ""
         while not (m := MARK.search(out)):
             out += await asyncio.wait_for(ws.recv(), 10)

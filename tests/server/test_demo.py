@@ -30,6 +30,8 @@ def test_demo_shows_every_scope_crossing_replicas_and_stops_what_it_started() ->
         "org:org-b    -> carol              OK",
     ):
         assert line in out
+    assert "Deployment aifactory-ui: replicas=3" in out and "Deployment aifactory-agents: replicas=HPA" in out
+    assert "/api/tasks -> aifactory-agents" in out and "/ws/events -> aifactory-ui" in out
     assert out.rstrip().endswith("== Stopping everything the demo started")
     ports = [int(p) for p in re.findall(r"replica\d \(:(\d+)\)", out)]
     ports.append(int(re.search(r"Start redis-server on 127.0.0.1:(\d+)", out)[1]))

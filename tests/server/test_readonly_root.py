@@ -7,6 +7,7 @@ The server runs in a private mount namespace where `/` is remounted read-only an
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import shutil
 import subprocess
@@ -97,7 +98,7 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
         {"scope": "broadcast", "event": {"type": "ro"}},
         token=sandboxed.token("svc", "ops", "service"),
     )
-    assert status == 202, body  # 202 means the audit record was written (under /tmp)
+    assert status == 202, body  # 202 means the audit record was written (stdout, the default)
     await client.wait_for(lambda f: f.get("type") == "ro")
     await client.close()
 
@@ -112,6 +113,8 @@ async def test_serves_emits_audits_and_runs_terminals_with_a_read_only_root(sand
             seen += await asyncio.wait_for(ws.recv(), 20)
 
     log = server.log_text()
+    audit = [json.loads(line) for line in log.splitlines() if line.startswith('{"ts":')]
+    assert [r["action"] for r in audit] == ["event.emit", "terminal.open"], "audit lines on stdout by default"
     assert "Read-only file system" not in log and "Permission denied" not in log and "Traceback" not in log
     assert DISABLED_LINE in log
     assert not Path("/etc/x").exists()

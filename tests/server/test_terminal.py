@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from aifactory.constants import TERMINAL_PATH, WS_POLICY_VIOLATION, WS_TAKEN_OVER
 from harness.app_servers import ServerSet, start_servers
+from tests.server.shells import WAIT, host_pid, leader_pid, read_until, shell_pid
 from tests.server.wsclient import refused
 
 pytestmark = pytest.mark.timeout(90)
-
-WAIT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +30,6 @@ def term_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerSet]
         yield servers
     finally:
         servers.stop()
-
-
-async def read_until(ws: ClientConnection, pattern: str, seen: list[str] | None = None) -> re.Match[str]:
-    """Read output frames until `pattern` matches the accumulated text."""
-    seen = seen if seen is not None else []
-
-    async def loop() -> re.Match[str]:
-        while not (found := re.search(pattern, "".join(seen))):  # may already be in what an earlier call read
-            seen.append(await ws.recv())
-        return found
-
-    try:
-        return await asyncio.wait_for(loop(), WAIT)
-    except TimeoutError:
-        raise AssertionError(
-            f"{pattern!r} never appeared in the terminal output: {''.join(seen)!r}"
-        ) from None
-
-
-async def shell_pid(ws: ClientConnection) -> int:
-    tag = uuid.uuid4().hex[:8]
-    await ws.send(f"echo pid-{tag}-$$-end\n")
-    return int((await read_until(ws, rf"pid-{tag}-(\d+)-end"))[1])
 
 
 def wait_reaped(pid: int) -> None:
@@ -91,16 +65,17 @@ def term_url(server: ServerSet, term: str, user: str) -> str:
 async def test_owner_gets_a_real_pty_shell_without_the_servers_secrets(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-real", "alice")) as ws:
         await ws.send(
-            "tty; echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
+            "test -t 0 && tty; "
+            "echo sum-$((40+2)) [${AIFACTORY_AUTH_SECRET:-none}] user=$AIFACTORY_TERMINAL_USER\n"
         )
         seen: list[str] = []
-        await read_until(ws, r"/dev/pts/\d+", seen)
+        await read_until(ws, r"/dev/console\r\n", seen)  # the sandbox's name for its own PTY
         await read_until(ws, r"sum-42 \[none\] user=alice", seen)
 
 
 async def test_another_user_is_refused_the_terminal(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-owned", "alice")) as ws:
-        await shell_pid(ws)
+        await shell_pid(ws, term_server, "t-owned")
         code, reason = await refused(term_url(term_server, "t-owned", "mallory"))
         assert code == WS_POLICY_VIOLATION and "another user" in reason
         await ws.send("echo still-mine\n")
@@ -109,32 +84,37 @@ async def test_another_user_is_refused_the_terminal(term_server: ServerSet) -> N
 
 async def test_same_user_reattaches_within_grace_and_sees_the_same_shell(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-back", "alice")) as ws:
-        pid = await shell_pid(ws)
-        await ws.send("export MARK=kept\n")
+        pid = await shell_pid(ws, term_server, "t-back")
+        await ws.send("export MARK=kept; echo replay-$((6*7))\n")
+        await read_until(ws, "replay-42")
     async with connect(term_url(term_server, "t-back", "alice")) as ws:
         seen: list[str] = []
-        await read_until(ws, rf"pid-\w+-{pid}-end", seen)  # recent output replayed on reattach
-        assert await shell_pid(ws) == pid
+        await read_until(ws, "replay-42", seen)  # recent output replayed on reattach
+        assert await shell_pid(ws, term_server, "t-back") == pid
         await ws.send("echo mark=$MARK\n")
         await read_until(ws, "mark=kept")
-    wait_reaped(pid)
+    wait_dead(pid)
+    wait_reaped(leader_pid(term_server, "t-back"))
 
 
 async def test_disconnect_closes_and_reaps_the_shell_after_grace(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-gone", "alice")) as ws:
-        pid = await shell_pid(ws)
+        pid = await shell_pid(ws, term_server, "t-gone")
         await ws.send("sleep 1000 & echo bg-$!-end\n")
-        background = int((await read_until(ws, r"bg-(\d+)-end"))[1])
-    wait_reaped(pid)
+        leader = leader_pid(term_server, "t-gone")
+        background = host_pid(leader, int((await read_until(ws, r"bg-(\d+)-end"))[1]))
+    wait_reaped(leader)  # the server's own child: not even a zombie left
+    wait_dead(pid)
     wait_dead(background)
     term_server[0].wait_for_log(
-        f"terminal t-gone of alice closed (client did not reconnect); pid {pid} reaped"
+        f"terminal t-gone of alice closed (client did not reconnect); pid {leader} reaped"
     )
 
 
 async def test_exit_closes_the_socket_normally_and_reaps(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-exit", "alice")) as ws:
-        pid = await shell_pid(ws)
+        await shell_pid(ws, term_server, "t-exit")
+        pid = leader_pid(term_server, "t-exit")
         await ws.send("exit\n")
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
@@ -145,12 +125,12 @@ async def test_exit_closes_the_socket_normally_and_reaps(term_server: ServerSet)
 
 async def test_a_second_connection_takes_over_the_first(term_server: ServerSet) -> None:
     async with connect(term_url(term_server, "t-take", "alice")) as first:
-        pid = await shell_pid(first)
+        pid = await shell_pid(first, term_server, "t-take")
         async with connect(term_url(term_server, "t-take", "alice")) as second:
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(read_until(first, "never-printed"), WAIT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == WS_TAKEN_OVER
-            assert await shell_pid(second) == pid
+            assert await shell_pid(second, term_server, "t-take") == pid
 
 
 async def test_terminal_socket_closes_when_its_token_expires_and_the_shell_waits_for_reattach(
@@ -158,13 +138,13 @@ async def test_terminal_socket_closes_when_its_token_expires_and_the_shell_waits
 ) -> None:
     short = term_server.token("alice", "org-a", ttl=2)
     async with connect(term_server[0].ws_url(f"{TERMINAL_PATH}/t-exp", token=short)) as ws:
-        pid = await shell_pid(ws)
+        pid = await shell_pid(ws, term_server, "t-exp")
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
         assert closed.value.rcvd is not None
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (WS_POLICY_VIOLATION, "token expired")
     async with connect(term_url(term_server, "t-exp", "alice")) as ws:  # a fresh token, the same shell
-        assert await shell_pid(ws) == pid
+        assert await shell_pid(ws, term_server, "t-exp") == pid
 
 
 async def test_invalid_terminal_id_is_refused(term_server: ServerSet) -> None:
@@ -180,7 +160,8 @@ async def test_idle_terminal_is_closed_and_reaped(tmp_path_factory: pytest.TempP
     )
     try:
         async with connect(term_url(servers, "t-idle", "alice")) as ws:
-            pid = await shell_pid(ws)
+            await shell_pid(ws, servers, "t-idle")
+            pid = leader_pid(servers, "t-idle")
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(read_until(ws, "never-printed"), WAIT)
             assert closed.value.rcvd is not None
