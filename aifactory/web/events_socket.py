@@ -154,6 +154,9 @@ async def _serve_events(websocket: WebSocket, slot: SocketSlot) -> None:
             hello["recovered"] = replayed is not None
             hello["replayed"] = len(replayed) if replayed is not None else 0
             first = replayed if replayed is not None else [HISTORY_RESYNC_FRAME]
+            if sub.closed:  # overflowed with policy "disconnect" while held during the replay read
+                await websocket.close(code=WS_TRY_AGAIN_LATER, reason="client too slow; reconnect")
+                return
         ttl = max(0.0, principal.exp - time.time())
         if sink is not None:
             sub.attach(sink)

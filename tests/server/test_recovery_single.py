@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from urllib.parse import quote
 
 import pytest
@@ -54,5 +56,30 @@ async def test_history_size_zero_keeps_frames_and_hello_as_without_recovery() ->
             assert set(hello) == {"type", "replica", "user", "org"}
             fire(servers, 1)
             assert await ws.recv() == '{"type":"load","n":1}'
+    finally:
+        servers.stop()
+
+
+async def test_sigterm_closes_fast_path_sockets_with_1012_after_their_frames() -> None:
+    """Events sockets are detached from ASGI (the fast path): the drain reaches them through their sink."""
+    servers = start_servers(1)
+    try:
+        url = servers[0].ws_url(token=servers.token("ann", "o1"))
+        plain = await EventClient.connect(url, "plain")
+        fire(servers, 1)
+        await plain.wait_for(lambda f: f.get("n") == 1)
+        resumed = await EventClient.connect(url + "&since=" + quote(plain.offsets[0] or ""), "resumed")
+        assert resumed.hello["recovered"] is True
+        for n in range(2, 41):
+            fire(servers, n)
+        proc = servers[0].proc
+        assert proc is not None
+        proc.send_signal(signal.SIGTERM)
+        for c in (plain, resumed):
+            await asyncio.wait_for(c.ws.wait_closed(), 30)
+            assert c.ws.close_code == 1012, (c.label, c.ws.close_code, c.ws.close_reason)
+            assert c.ws.close_reason == "server restarting; resume elsewhere", "our drain, not uvicorn's"
+            assert [f["n"] for f in c.frames if "n" in f][-39:] == list(range(2, 41)), c.label
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
     finally:
         servers.stop()
