@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from validator.model import ERROR, WARNING, Finding, Loc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Every Deployment and HPA the chart renders carries these (the release's own and the chart's part-of label).
 SELECTOR = "app.kubernetes.io/instance={release},app.kubernetes.io/part-of=aifactory"
 HTTP_PORT_NAME = "http"  # the web container's port; /readyz is served there
@@ -118,7 +122,7 @@ def _secret_findings(core: object, namespace: str, name: str, facts: list[str]) 
     ]
 
 
-def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | None]:
+def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict[str, Any] | None]:
     """(HTTP status, /readyz body or None) of one pod, through the API server's pod proxy."""
     from kubernetes import client
 
@@ -139,7 +143,7 @@ def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | 
 
 
 def _pod_findings(
-    core: object, namespace: str, pods: list, release: _Release
+    core: object, namespace: str, pods: list[Any], release: _Release
 ) -> tuple[list[str], list[Finding]]:
     """Ask each running pod what it runs: replica id, bridge state, channel; compare across pods."""
     facts: list[str] = []
@@ -242,7 +246,7 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
     hpa_by_target = {
         h.spec.scale_target_ref.name: h for h in hpas if h.spec.scale_target_ref.kind == "Deployment"
     }
-    pods_by_dep: dict[str, list] = {}
+    pods_by_dep: dict[str, list[Any]] = {}
     count = 0
     secrets: set[str] = set()
     redis = False

@@ -14,6 +14,10 @@ import json
 
 from validator.goregex import FLAGS, translate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _IGNORED = {
     "$schema",
     "$id",
@@ -81,7 +85,7 @@ class Unsupported(Exception):
 
 
 class _Compiler:
-    def __init__(self, root: dict) -> None:
+    def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
         self.legacy_ref = any(d in str(root.get("$schema", "draft-07")) for d in _LEGACY_REF)
         self.functions: list[str] = []
@@ -135,7 +139,7 @@ class _Compiler:
         lines.append("    return True")
         return "\n".join(lines) + "\n"
 
-    def keyword(self, key: str, value: object, schema: dict, pointer: str) -> list[str]:
+    def keyword(self, key: str, value: object, schema: dict[str, Any], pointer: str) -> list[str]:
         fail = "        return False"
         if key == "type":
             types = value if isinstance(value, list) else [value]
@@ -176,13 +180,13 @@ class _Compiler:
             ]  # type: ignore[arg-type]
         if key == "properties":
             out = []
-            for prop, sub in value.items():  # type: ignore[union-attr]
+            for prop, sub in value.items():  # type: ignore[attr-defined]
                 fn = self.function(sub, f"{pointer}/properties/{prop}")
                 out += [f"    if isinstance(v, dict) and {prop!r} in v and not {fn}(v[{prop!r}]):", fail]
             return out
         if key == "patternProperties":
             out = []
-            for regex, sub in value.items():  # type: ignore[union-attr]
+            for regex, sub in value.items():  # type: ignore[attr-defined]
                 fn = self.function(sub, f"{pointer}/patternProperties/{regex}")
                 out += [
                     "    if isinstance(v, dict) and not all("
@@ -228,7 +232,7 @@ class _Compiler:
             return []
         if key == "dependencies":
             out = []
-            for prop, dep in value.items():  # type: ignore[union-attr]
+            for prop, dep in value.items():  # type: ignore[attr-defined]
                 if isinstance(dep, list):
                     test = f"all(k in v for k in {self.const(dep)})"
                 else:
@@ -238,7 +242,7 @@ class _Compiler:
         raise Unsupported(f"keyword {key!r}")
 
 
-def compile_source(schema: dict) -> str:
+def compile_source(schema: dict[str, Any]) -> str:
     """Python source defining `check(values) -> bool` for this schema; raises Unsupported."""
     compiler = _Compiler(schema)
     entry = compiler.function(schema, "#")
@@ -246,5 +250,5 @@ def compile_source(schema: dict) -> str:
     return "\n".join(parts)
 
 
-def load_schema(text: str) -> dict:
+def load_schema(text: str) -> dict[str, Any]:
     return json.loads(text)
