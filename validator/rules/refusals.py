@@ -13,7 +13,15 @@ if TYPE_CHECKING:
 
     from validator.rules.core import Emit
 
-RESERVED_ENV = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
+RESERVED_ENV = (
+    "REDIS_URL",
+    "REDIS_CHANNEL",
+    "AIFACTORY_AUTH_SECRET",
+    "PORT",
+    "LOG_LEVEL",
+    "AIFACTORY_HISTORY_SIZE",
+    "AIFACTORY_HISTORY_TTL",
+)
 
 
 @rule("redis-source-missing", ERROR, "redis.enabled=true with neither redis.url nor redis.externalSecretName")
