@@ -60,7 +60,7 @@ lint: venv
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@echo "==> mypy (strict: aifactory, deploy, harness)"
+	@echo "==> mypy (strict: aifactory, deploy, harness, validator)"
 	@$(VENV)/bin/mypy
 
 test: venv tools system-deps node-bench lint

@@ -19,6 +19,11 @@ in `aifactory.constants`, where `aifactory-validate --cluster` reads it too):
 and installs the bus, so task/agent code can simply `from aifactory.bus import send_to_user`.
 `bus.state` gives the bridge state for /readyz: disabled | connecting | connected | reconnecting.
 
+Recovery (docs/recovery.md; on unless `history_size` is 0): every event frame gets a top-level `"_offset"`
+(appended once per event, so every socket still shares the same str) and `resume(sub, since)` replays what
+a reconnecting client missed, from the Redis stream (through the bridge) or, without Redis, from an
+in-process `Ring`. With `history_size=0` frames are exactly the bare event JSON.
+
 Thread safety: the send functions may be called from worker threads (e.g. sync Starlette endpoints); the
 work is then handed to the bus's event loop with `call_soon_threadsafe` (and the call returns 0).
 """
@@ -32,8 +37,18 @@ from typing import TYPE_CHECKING, Any
 
 from aifactory.constants import DEFAULT_CHANNEL, DISABLED_LINE, ENABLED_LINE
 from aifactory.envelope import SCOPES, encode_event
+from aifactory.history import (
+    DEFAULT_HISTORY_TTL,
+    Entry,
+    Offset,
+    OffsetError,
+    Ring,
+    parse_offset,
+    plan_replay,
+    with_offset,
+)
 from aifactory.metrics import Metrics
-from aifactory.registry import LocalRegistry
+from aifactory.registry import FrameKey, LocalRegistry, Subscriber
 
 if TYPE_CHECKING:
     from aifactory.bridge import RedisBridge
@@ -63,13 +78,27 @@ class EventBus:
         registry: LocalRegistry,
         bridge: RedisBridge | None = None,
         metrics: Metrics | None = None,
+        *,
+        replica_id: str | None = None,
+        history_size: int = 0,
+        history_ttl: int = DEFAULT_HISTORY_TTL,
     ) -> None:
         self.registry = registry
         self.bridge = bridge
         self.metrics = metrics if metrics is not None else Metrics()
+        self.replica_id = replica_id or REPLICA_ID
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        # without Redis the history is this ring; with Redis, the bridge's stream (set in start_bus)
+        self.ring: Ring | None = Ring(history_size, history_ttl) if history_size else None
+        self._seq = 0  # own events, when there is no bridge to number them
         self._delivered_local = self.metrics.delivered_local
         self._delivered_remote = self.metrics.delivered_remote
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def recovery(self) -> bool:
+        return self.history_size > 0
 
     @property
     def state(self) -> str:
@@ -105,21 +134,124 @@ class EventBus:
         return self._emit_frame(scope, target, frame)
 
     def _emit_frame(self, scope: str, target: str | None, frame: str) -> int:
-        n = self.registry.deliver(scope, target, frame)
+        if not self.history_size:
+            n = self.registry.deliver(scope, target, frame)
+            if n:
+                self._delivered_local.inc(n)
+            if self.bridge is not None:
+                self.bridge.publish(scope, target, frame)
+            return n
+        bridge = self.bridge
+        if bridge is not None:
+            seq = bridge.next_seq()
+            epoch, sid = bridge.epoch, bridge.last_sid
+        else:
+            self._seq = seq = self._seq + 1
+            epoch, sid = self.ring.epoch, (0, 0)  # type: ignore[union-attr]
+        stamped = with_offset(frame, Offset(epoch, sid, self.replica_id, seq).encode())
+        n = self.registry.deliver(scope, target, stamped)
         if n:
             self._delivered_local.inc(n)
-        if self.bridge is not None:
-            self.bridge.publish(scope, target, frame)
+        if bridge is not None:
+            bridge.publish(scope, target, frame, seq=seq)
+        else:
+            self.ring.append(Entry((0, seq), self.replica_id, seq, scope, target, frame))  # type: ignore[union-attr]
         return n
 
-    def deliver_remote(self, scope: str, target: str | None, frame: str) -> int:
-        """Called by the bridge for an event fired on another replica: local delivery only."""
+    def deliver_remote(self, scope: str, target: str | None, frame: str, key: FrameKey | None = None) -> int:
+        """Called by the bridge for an event fired on another replica: local delivery only.
+
+        `key` (stream id, origin, seq) comes with history entries; the frame then gets its `_offset`.
+        """
         if scope not in SCOPES:
             return 0
-        n = self.registry.deliver(scope, target, frame)
+        if key is not None and self.history_size and self.bridge is not None:
+            off = Offset(self.bridge.epoch, key[0], self.replica_id, self.bridge.seq)
+            frame = with_offset(frame, off.encode())
+        n = self.registry.deliver(scope, target, frame, key)
         if n:
             self._delivered_remote.inc(n)
         return n
+
+    async def resume(self, sub: Subscriber, since: str) -> list[str] | None:
+        """The frames a reconnecting client missed since its last `_offset`, to send right after hello.
+
+        `sub` must have been added to the registry *held*, just before this call (no await in between):
+        the state captured here, before the first await, is the seam (the replay ends where the live
+        frames begin, and the skip filter drops late frames the client had seen). Returns the replayed
+        frames, or None when the history cannot cover the gap: the caller then sends
+        [HISTORY_RESYNC_FRAME] as the next frame after hello (the client refetches). The caller sends the
+        frames with `send_now()` and then `release()`s `sub`.
+        """
+        self_seq = self.bridge.seq if self.bridge is not None else self._seq
+        until = self.bridge.last_sid if self.bridge is not None else None
+        try:
+            offset = parse_offset(since)
+        except OffsetError:
+            self.metrics.resync_history.inc()
+            return None
+        sub.set_skip((offset.origin, offset.seq) if offset.origin != self.replica_id else None)
+        frames = await self._replay(sub, offset, self_seq, until)
+        if frames is None:
+            sub.set_skip(None)
+            self.metrics.resync_history.inc()
+            return None
+        return frames
+
+    async def _replay(
+        self, sub: Subscriber, offset: Offset, self_seq: int, until: tuple[int, int] | None
+    ) -> list[str] | None:
+        def accept(scope: str, target: str | None) -> bool:
+            return (
+                scope == "broadcast"
+                or (scope == "user" and target == sub.user_id)
+                or (scope == "org" and target == sub.org_id)
+            )
+
+        me = self.replica_id
+        if self.bridge is None:
+            ring = self.ring
+            if ring is None or offset.epoch != ring.epoch or offset.origin != me:
+                return None
+            entries = ring.after(offset.seq)
+            if entries is None:
+                return None
+            return [
+                with_offset(e.frame, Offset(ring.epoch, (0, 0), me, e.seq).encode())
+                for e in entries
+                if e.seq <= self_seq and accept(e.scope, e.target)
+            ]
+        assert until is not None
+        bridge = self.bridge
+        if not bridge.own_events_kept(offset, self_seq):
+            return None  # some of our own events never reached the stream
+        snap = await bridge.history_after(offset.sid, self_seq, self.history_size)
+        if snap is None or snap.epoch != offset.epoch or not snap.complete:
+            return None
+        planned = plan_replay(
+            snap.entries, offset, self_origin=me, self_seq=self_seq, accept=accept, until=until
+        )
+        if planned is None:
+            return None
+        # where the offset origin's last seen event sits in the stream: beyond `until`, its skip still
+        # matters, so frames keep naming it
+        origin_sid = next(
+            (e.sid for e in snap.entries if e.origin == offset.origin and e.seq == offset.seq), None
+        )
+        subsumed = offset.origin == me or origin_sid is None or origin_sid <= until
+        frames = []
+        for e, origin_seq in planned:
+            if e.sid > until and subsumed:  # one of our own events, published after `until`
+                off = Offset(snap.epoch, until, me, e.seq)
+            else:
+                off = Offset(snap.epoch, min(e.sid, until), offset.origin, origin_seq)
+            frames.append(with_offset(e.frame, off.encode()))
+        return frames
+
+    async def flush(self, timeout: float) -> None:
+        """Shutdown: give the bridge up to `timeout` s to publish this replica's events so far."""
+        if self.bridge is not None:
+            await self.bridge.flush(timeout)
 
     async def aclose(self) -> None:
         """Stop the bridge (if any) and forget the loop."""
@@ -145,6 +277,8 @@ async def start_bus(
     replica_id: str | None = None,
     install: bool = True,
     secret: str | None = None,
+    history_size: int = 0,
+    history_ttl: int = DEFAULT_HISTORY_TTL,
     **bridge_options: Any,
 ) -> EventBus:
     """Build the bus (and bridge when `target` is set), log the startup line, start, and install it.
@@ -153,11 +287,20 @@ async def start_bus(
     signs every envelope with a key derived from it and drops envelopes not signed that way.
 
     Never waits for Redis: an unreachable Redis is not fatal, the bridge keeps retrying in the background.
+    `history_size` > 0 turns recovery on (the server passes AIFACTORY_HISTORY_SIZE, default
+    DEFAULT_HISTORY_SIZE; this library default keeps frames bare for embedders and unit tests).
     `bridge_options` go to RedisBridge (backoff, probe interval, size limit, queue size) — tests use them.
     """
     metrics = metrics if metrics is not None else Metrics()
     registry = registry if registry is not None else LocalRegistry(metrics)
-    bus = EventBus(registry, metrics=metrics)
+    rid = replica_id or REPLICA_ID
+    bus = EventBus(
+        registry,
+        metrics=metrics,
+        replica_id=rid,
+        history_size=history_size if target is None else 0,
+        history_ttl=history_ttl,
+    )
     bus.bind_loop()
     if target is None:
         log.info(DISABLED_LINE)
@@ -167,7 +310,6 @@ async def start_bus(
 
         if not secret:
             raise ValueError("the Redis bridge needs the shared auth secret to sign its envelopes")
-        rid = replica_id or REPLICA_ID
         bus.bridge = RedisBridge(
             target,
             channel,
@@ -175,8 +317,11 @@ async def start_bus(
             bus.deliver_remote,
             signer=EnvelopeSigner(secret),
             metrics=metrics,
+            history_size=history_size,
+            history_ttl=history_ttl,
             **bridge_options,
         )
+        bus.history_size = history_size
         log.info(ENABLED_LINE, rid, channel)
         await bus.bridge.start()
     if install:

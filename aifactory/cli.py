@@ -191,6 +191,33 @@ def make_undumpable() -> None:
         raise OSError(err, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(err)}")
 
 
+def _graceful_server_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class _Graceful(uvicorn.Server):
+        """SIGTERM (rollout, scale-down): stop accepting, let the app publish its last events and close its
+        event sockets with 1012 after their queued frames, then uvicorn's own shutdown."""
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            for srv in self.servers:
+                srv.close()
+            hook = getattr(getattr(self.config.app, "state", None), "drain", None)
+            if hook is not None:
+                try:
+                    await hook()
+                except Exception:
+                    logging.getLogger("aifactory.server").exception("graceful drain failed")
+                await asyncio.sleep(0.2)  # the sockets' own close frames go out before uvicorn's 1012
+            await super().shutdown(sockets)
+
+    return _Graceful
+
+
+def GracefulServer(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn.Server with the app's drain step before shutdown (built lazily: uvicorn imports late)."""
+    return _graceful_server_class()(config)
+
+
 def cmd_serve() -> int:
     """Run the server until SIGTERM/SIGINT; bad settings exit 2 with one line before anything starts."""
     try:
@@ -209,8 +236,6 @@ def cmd_serve() -> int:
         return _fail(f"AIFACTORY_AUDIT_LOG: {exc}; set it to a writable file or '-' for stdout (the default)")
     setup_logging(settings.log_level_no)
 
-    import uvicorn
-
     from aifactory.web import create_app
 
     log = logging.getLogger("aifactory.server")
@@ -221,7 +246,7 @@ def cmd_serve() -> int:
             "(set AIFACTORY_AUTH_SECRET for any shared deployment)",
             settings.dev_secret_path,
         )
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server = GracefulServer(uvicorn_config(create_app(settings), settings))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:  # lifespan or bind failure: uvicorn already logged why

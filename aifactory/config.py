@@ -109,6 +109,9 @@ class Settings:
     keepalive_seconds: int = 5  # idle keep-alive connections are closed after this
     max_connections: int = 4096  # open HTTP + WebSocket connections per replica; beyond: 503 and close
     terminal_input_max_bytes: int = 64 * 1024  # largest client WebSocket message (terminal paste)
+    history_size: int = 10_000  # events kept for recovery; 0 = off (frames exactly as without recovery)
+    history_ttl: int = 300  # seconds the history outlives the last event
+    shutdown_grace: float = 20.0  # SIGTERM: seconds to flush and close sockets with 1012
 
     @property
     def log_level_no(self) -> int:
@@ -267,4 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         terminal_input_max_bytes=_int(
             env, "AIFACTORY_TERMINAL_INPUT_MAX_BYTES", 64 * 1024, 4096, 16 * 1024 * 1024
         ),
+        history_size=_int(env, "AIFACTORY_HISTORY_SIZE", 10_000, 0, 1_000_000),
+        history_ttl=_int(env, "AIFACTORY_HISTORY_TTL", 300, 1, 86_400),
+        shutdown_grace=_seconds(env, "AIFACTORY_SHUTDOWN_GRACE_SECONDS", 20.0, 0.0, 3600.0),
     )

@@ -23,6 +23,7 @@ __all__ = [
     "WS_MESSAGE_TOO_BIG",
     "WS_NORMAL",
     "WS_POLICY_VIOLATION",
+    "WS_SERVICE_RESTART",
     "WS_TAKEN_OVER",
     "WS_TERMINAL_LOST",
     "WS_TRY_AGAIN_LATER",
@@ -57,6 +58,7 @@ WS_GOING_AWAY = 1001  # the server is shutting down
 WS_POLICY_VIOLATION = 1008  # bad or expired token, not your terminal, bad terminal id
 WS_MESSAGE_TOO_BIG = 1009  # a client frame over the socket's limit (events: 4 KiB; terminal: 64 KiB)
 WS_INTERNAL_ERROR = 1011  # audit log unavailable, no shell could be started
+WS_SERVICE_RESTART = 1012  # the replica is shutting down: resume (with `since`) on another one
 WS_TRY_AGAIN_LATER = 1013  # client too slow, too many terminals
 WS_BAD_CONTROL = 1007  # a terminal text frame that is not a valid control message (docs/terminals.md)
 WS_TAKEN_OVER = 4409  # the terminal was attached from another connection

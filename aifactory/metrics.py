@@ -80,6 +80,7 @@ class Metrics:
         self.bad = {reason: self.malformed.labels(reason=reason) for reason in MALFORMED_REASONS}
         self.resync_gap = self.resyncs.labels(reason="gap")
         self.resync_overflow = self.resyncs.labels(reason="overflow")
+        self.resync_history = self.resyncs.labels(reason="history")
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of a sample, 0.0 if absent (for tests and the demo)."""

@@ -23,6 +23,12 @@ policy); `send_now()` writes ahead of them (directly when attached, else from a 
 empties first); `release()` writes the held live frames, then the subscriber goes live. So a client sees
 hello → replayed → live, in order, each exactly once.
 
+The seam filter (recovery, docs/recovery.md): remote frames come with a key (stream id, origin, seq). A
+resuming socket gets `set_skip((origin, seq))` before the bus's first await: the client had already seen
+that origin's events up to `seq`, so frames of that origin with seq <= it (published late, arriving live)
+are skipped; the filter ends at the first newer frame of that origin. The replay itself stops at the
+stream id the bridge had reached when the resume began, so live frames after it are not in the replay.
+
 Slow clients (queue full, by count or bytes): with the default policy "resync" the client's whole backlog is
 dropped (it is stale anyway) and replaced by one `{"type":"resync","reason":"overflow"}` frame so the UI
 refetches; the client stays connected. With policy "disconnect" the subscriber is closed instead; `get()`
@@ -41,7 +47,18 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # only for the annotation: the registry itself needs no prometheus import
     from aifactory.metrics import Metrics
 
-__all__ = ["OVERFLOW_RESYNC_FRAME", "LocalRegistry", "Sink", "Subscriber", "SubscriberClosed", "text_frame"]
+# (stream id, origin, seq) of a remote frame, so a resumed socket can skip what its client already saw
+FrameKey = tuple[tuple[int, int], str, int]
+
+__all__ = [
+    "OVERFLOW_RESYNC_FRAME",
+    "FrameKey",
+    "LocalRegistry",
+    "Sink",
+    "Subscriber",
+    "SubscriberClosed",
+    "text_frame",
+]
 
 OVERFLOW_RESYNC_FRAME = '{"type":"resync","reason":"overflow"}'
 POLICIES = ("resync", "disconnect")
@@ -82,6 +99,7 @@ class Subscriber:
         "_held",
         "_queue",
         "_sink",
+        "_skip",
         "_wakeup",
         "closed",
         "dropped",
@@ -126,6 +144,7 @@ class Subscriber:
         self._held = False
         self._cork: Callable[[Subscriber], bool] | None = None  # set by the registry (see _write)
         self._corked: list[bytes] | None = None
+        self._skip: tuple[str, int] | None = None  # skip frames of this origin with seq <= this
 
     # ---- the connect sequence (see the module docstring) ------------------------------------------
     def attach(self, sink: Sink) -> None:
@@ -148,6 +167,11 @@ class Subscriber:
             self._front = deque()
         self._front.append(frame)
         self._wake()
+
+    def set_skip(self, skip: tuple[str, int] | None) -> None:
+        """Skip live frames of origin `skip[0]` with seq <= `skip[1]` (the resuming client saw them),
+        until the first newer frame of that origin."""
+        self._skip = skip
 
     def release(self) -> None:
         """End hold mode: write the held live frames (as far as the sink takes them), then go live."""
@@ -189,12 +213,18 @@ class Subscriber:
             self._sink.write(data[0] if len(data) == 1 else b"".join(data))
 
     # ---- delivery --------------------------------------------------------------------------------
-    def offer(self, frame: str, wire: bytes | None = None) -> bool:
+    def offer(self, frame: str, wire: bytes | None = None, key: FrameKey | None = None) -> bool:
         """Take a frame without ever blocking: straight to the sink when attached, live and not backed
         up (`wire` = `text_frame(frame)` when the caller has built it once for many subscribers), else to
-        the bounded queue. False if this client did not take it (closed)."""
+        the bounded queue. `key` (remote frames with history) lets the seam filter skip a frame the
+        client already had. False if this client did not take it (closed)."""
         if self.closed:
             return False
+        skip = self._skip
+        if skip is not None and key is not None and key[1] == skip[0]:
+            if key[2] <= skip[1]:
+                return True
+            self._skip = None
         sink = self._sink
         if sink is not None and not self._held and not self._queue and not sink.backed_up():
             self._write(wire if wire is not None else text_frame(frame))
@@ -337,15 +367,15 @@ class LocalRegistry:
             return self._by_org.get(target, frozenset()) if target is not None else frozenset()
         raise ValueError(f"scope must be broadcast, user or org, not {scope!r}")
 
-    def deliver(self, scope: str, target: str | None, frame: str) -> int:
+    def deliver(self, scope: str, target: str | None, frame: str, key: FrameKey | None = None) -> int:
         """Offer the same frame (str, and its wire bytes built once) to every subscriber in scope; returns
-        how many took it. Never blocks."""
+        how many took it. Never blocks. `key`: see the seam filter in the module docstring."""
         taken = 0
         closed: list[Subscriber] = []
         audience = self.audience(scope, target)
         wire = text_frame(frame) if audience else None
         for sub in audience:  # offer() never mutates the index sets
-            if sub.offer(frame, wire):
+            if sub.offer(frame, wire, key):
                 taken += 1
             elif sub.closed:
                 closed.append(sub)

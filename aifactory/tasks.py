@@ -2,6 +2,8 @@
 
 A task runs on the replica that accepted `POST /api/tasks` and uses only the bus's module-level
 functions, exactly as agent code would; the Redis bridge carries its events to the other replicas.
+Every status and progress change is also recorded in the task store, so `GET /api/tasks` (the portal's
+refetch after a `resync`) answers with the last known state from any replica.
 Routing: `task.status` and `task.progress` go to the owner's org (the owner is in it, so they see them
 once, and so do colleagues); `task.log` lines go to the owner only. No frame reaches the owner twice.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 from aifactory import bus
 from aifactory.auth import Principal
+from aifactory.taskstore import MemoryTaskStore, TaskStore
 
 log = logging.getLogger("aifactory.tasks")
 
@@ -34,6 +37,7 @@ class TaskRunner:
 
     replica_id: str
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    store: TaskStore = field(default_factory=MemoryTaskStore)
 
     def start(self, task_id: str, owner: Principal, spec: TaskSpec) -> str:
         """Run the task in the background on this replica's loop; the route has already audited it."""
@@ -55,11 +59,18 @@ class TaskRunner:
             "replica": self.replica_id,
         }
 
+        store = self.store
+        if store is None:  # the lifespan always sets one; direct constructions may pass None
+            store = self.store = MemoryTaskStore()
+        record = {k: v for k, v in base.items() if k != "owner"}
+
         def status(value: str) -> None:
+            store.update(owner.user_id, task_id, {**record, "status": value})
             bus.send_to_org(owner.org_id, {"type": "task.status", **base, "status": value})
 
         def progress(step: int) -> None:
             percent = round(100 * step / spec.steps)
+            store.update(owner.user_id, task_id, {"step": step, "steps": spec.steps, "percent": percent})
             bus.send_to_org(
                 owner.org_id,
                 {"type": "task.progress", **base, "step": step, "steps": spec.steps, "percent": percent},

@@ -213,9 +213,10 @@ def _usage_message(exc: click.UsageError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; never lets a traceback reach the user."""
     try:
-        return command.main(
+        code: int = command.main(
             args=sys.argv[1:] if argv is None else argv, prog_name=PROG, standalone_mode=False
         )
+        return code
     except UsageError as exc:
         message = str(exc)
     except click.UsageError as exc:

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from validator.model import ERROR, WARNING, Finding, Loc
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Every Deployment and HPA the chart renders carries these (the release's own and the chart's part-of label).
 SELECTOR = "app.kubernetes.io/instance={release},app.kubernetes.io/part-of=aifactory"
 HTTP_PORT_NAME = "http"  # the web container's port; /readyz is served there
@@ -57,8 +61,8 @@ class _Release:
     def __init__(self, count: int, redis: bool) -> None:
         self.count = count  # replicas that run or may run, all Deployments together
         self.redis = redis  # some Deployment sets REDIS_URL
-        self.seen: dict[str, str] = {}  # replica id -> pod name
-        self.channels: dict[str, str] = {}  # pod name -> channel
+        self.seen: dict[object, str] = {}  # replica id (as /readyz reported it) -> pod name
+        self.channels: dict[str, object] = {}  # pod name -> channel (as /readyz reported it)
 
     @property
     def many(self) -> bool:
@@ -118,7 +122,7 @@ def _secret_findings(core: object, namespace: str, name: str, facts: list[str]) 
     ]
 
 
-def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | None]:
+def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict[str, Any] | None]:
     """(HTTP status, /readyz body or None) of one pod, through the API server's pod proxy."""
     from kubernetes import client
 
@@ -139,7 +143,7 @@ def read_readyz(core: object, namespace: str, pod: object) -> tuple[int, dict | 
 
 
 def _pod_findings(
-    core: object, namespace: str, pods: list, release: _Release
+    core: object, namespace: str, pods: list[Any], release: _Release
 ) -> tuple[list[str], list[Finding]]:
     """Ask each running pod what it runs: replica id, bridge state, channel; compare across pods."""
     facts: list[str] = []
@@ -217,9 +221,15 @@ def _pod_findings(
                     pname,
                 )
             )
-        seen[replica] = pod.metadata.name
-        channels[pod.metadata.name] = channel
+        seen[replica] = _name(pod)
+        channels[_name(pod)] = channel
     return facts, findings
+
+
+def _name(obj: Any) -> str:
+    """metadata.name of an object the API server listed (always set there; "" keeps the types honest)."""
+    meta = obj.metadata
+    return str(meta.name) if meta is not None and meta.name else ""
 
 
 def check(api_client: object, namespace: str, release: str) -> tuple[list[str], list[Finding]]:
@@ -242,23 +252,21 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
     hpa_by_target = {
         h.spec.scale_target_ref.name: h for h in hpas if h.spec.scale_target_ref.kind == "Deployment"
     }
-    pods_by_dep: dict[str, list] = {}
+    pods_by_dep: dict[str, list[Any]] = {}
     count = 0
     secrets: set[str] = set()
     redis = False
-    for dep in sorted(deployments, key=lambda d: d.metadata.name):
-        where = f"deployment/{dep.metadata.name}"
+    for dep in sorted(deployments, key=lambda d: _name(d)):
+        where = f"deployment/{_name(dep)}"
         desired = dep.spec.replicas if dep.spec.replicas is not None else 1
         ready = (dep.status.ready_replicas or 0) if dep.status else 0
         facts.append(f"{where}: {desired} desired, {ready} ready")
         high = desired
-        hpa = hpa_by_target.get(dep.metadata.name)
+        hpa = hpa_by_target.get(_name(dep))
         if hpa is not None:
             high = hpa.spec.max_replicas or desired
             current = hpa.status.current_replicas if hpa.status else None
-            facts.append(
-                f"hpa/{hpa.metadata.name}: min {hpa.spec.min_replicas}, max {high}, current {current}"
-            )
+            facts.append(f"hpa/{_name(hpa)}: min {hpa.spec.min_replicas}, max {high}, current {current}")
         if ready < desired:
             message = f"{where}: only {ready} of {desired} replicas are ready"
             fix = f"kubectl describe {where} -n {namespace}"
@@ -277,7 +285,7 @@ def check(api_client: object, namespace: str, release: str) -> tuple[list[str], 
         pods = core.list_namespaced_pod(namespace, label_selector=pod_selector).items
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         facts.append(f"{len(running)} running pod(s) of {len(pods)}")
-        pods_by_dep[dep.metadata.name] = running
+        pods_by_dep[_name(dep)] = running
         count += max(len(running), desired, high)
     # The bus spans the release: two tiers of one replica each still need Redis to share events.
     whole = _Release(count, redis)

@@ -14,6 +14,10 @@ import json
 
 from validator.goregex import FLAGS, translate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _IGNORED = {
     "$schema",
     "$id",
@@ -81,7 +85,7 @@ class Unsupported(Exception):
 
 
 class _Compiler:
-    def __init__(self, root: dict) -> None:
+    def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
         self.legacy_ref = any(d in str(root.get("$schema", "draft-07")) for d in _LEGACY_REF)
         self.functions: list[str] = []
@@ -135,7 +139,7 @@ class _Compiler:
         lines.append("    return True")
         return "\n".join(lines) + "\n"
 
-    def keyword(self, key: str, value: object, schema: dict, pointer: str) -> list[str]:
+    def keyword(self, key: str, value: Any, schema: dict[str, Any], pointer: str) -> list[str]:
         fail = "        return False"
         if key == "type":
             types = value if isinstance(value, list) else [value]
@@ -156,7 +160,7 @@ class _Compiler:
             return [f"    if _num(v) and v {op} {value!r}:", fail]
         if key in ("minLength", "maxLength"):
             op = "<" if key == "minLength" else ">"
-            return [f"    if isinstance(v, str) and len(v) {op} {int(value)}:", fail]  # type: ignore[call-overload]
+            return [f"    if isinstance(v, str) and len(v) {op} {int(value)}:", fail]
         if key == "pattern":
             regex = self.const(translate(str(value)))  # Go RE2 semantics, as Helm's schema check
             return [
@@ -166,23 +170,23 @@ class _Compiler:
         if key in ("minItems", "maxItems", "minProperties", "maxProperties"):
             op = "<" if key.startswith("min") else ">"
             kind = "list" if key.endswith("Items") else "dict"
-            return [f"    if isinstance(v, {kind}) and len(v) {op} {int(value)}:", fail]  # type: ignore[call-overload]
+            return [f"    if isinstance(v, {kind}) and len(v) {op} {int(value)}:", fail]
         if key == "uniqueItems":
             return ["    if isinstance(v, list) and not _unique(v):", fail] if value else []
         if key == "required":
             return [
                 f"    if isinstance(v, dict) and not all(k in v for k in {self.const(list(value))}):",
                 fail,
-            ]  # type: ignore[arg-type]
+            ]
         if key == "properties":
             out = []
-            for prop, sub in value.items():  # type: ignore[union-attr]
+            for prop, sub in value.items():
                 fn = self.function(sub, f"{pointer}/properties/{prop}")
                 out += [f"    if isinstance(v, dict) and {prop!r} in v and not {fn}(v[{prop!r}]):", fail]
             return out
         if key == "patternProperties":
             out = []
-            for regex, sub in value.items():  # type: ignore[union-attr]
+            for regex, sub in value.items():
                 fn = self.function(sub, f"{pointer}/patternProperties/{regex}")
                 out += [
                     "    if isinstance(v, dict) and not all("
@@ -213,7 +217,7 @@ class _Compiler:
             fn = self.function(value, f"{pointer}/contains")
             return [f"    if isinstance(v, list) and not any({fn}(x) for x in v):", fail]
         if key in ("allOf", "anyOf", "oneOf"):
-            fns = [self.function(sub, f"{pointer}/{key}/{i}") for i, sub in enumerate(value)]  # type: ignore[arg-type]
+            fns = [self.function(sub, f"{pointer}/{key}/{i}") for i, sub in enumerate(value)]
             calls = ", ".join(f"{fn}(v)" for fn in fns)
             test = {"allOf": "all(({c},))", "anyOf": "any(({c},))", "oneOf": "sum(({c},)) == 1"}[key]
             return [f"    if not {test.format(c=calls)}:", fail]
@@ -228,7 +232,7 @@ class _Compiler:
             return []
         if key == "dependencies":
             out = []
-            for prop, dep in value.items():  # type: ignore[union-attr]
+            for prop, dep in value.items():
                 if isinstance(dep, list):
                     test = f"all(k in v for k in {self.const(dep)})"
                 else:
@@ -238,7 +242,7 @@ class _Compiler:
         raise Unsupported(f"keyword {key!r}")
 
 
-def compile_source(schema: dict) -> str:
+def compile_source(schema: dict[str, Any]) -> str:
     """Python source defining `check(values) -> bool` for this schema; raises Unsupported."""
     compiler = _Compiler(schema)
     entry = compiler.function(schema, "#")
@@ -246,5 +250,6 @@ def compile_source(schema: dict) -> str:
     return "\n".join(parts)
 
 
-def load_schema(text: str) -> dict:
-    return json.loads(text)
+def load_schema(text: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(text)
+    return schema

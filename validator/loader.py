@@ -14,6 +14,10 @@ import yaml
 
 from validator.model import ERROR, WARNING, Finding, Loc, Positions, format_path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_BYTES = 4 * 1024 * 1024  # Helm values files are kilobytes; refuse before reading anything absurd
 MAX_DEPTH = 64  # nesting levels (mappings/sequences), including levels reached through aliases
 MAX_NODES = 200_000  # values built, counting every alias expansion
@@ -60,14 +64,14 @@ class _Node:
     __slots__ = ("column", "data", "kind", "line", "plain", "tag")
 
     def __init__(
-        self, kind: int, line: int, column: int, tag: str | None, data: object, plain: bool = False
+        self, kind: int, line: int, column: int, tag: str | None, data: Any, plain: bool = False
     ) -> None:
         self.kind = kind
         self.plain = plain
         self.line = line
         self.column = column
         self.tag = tag
-        self.data = data
+        self.data = data  # str (scalar), list of _Node (sequence) or of (key, value) pairs (mapping)
 
 
 class Loaded:
@@ -75,7 +79,7 @@ class Loaded:
 
     __slots__ = ("findings", "positions", "values")
 
-    def __init__(self, values: dict, positions: Positions, findings: list[Finding]) -> None:
+    def __init__(self, values: dict[str, Any], positions: Positions, findings: list[Finding]) -> None:
         self.values = values
         self.positions = positions
         self.findings = findings
@@ -145,6 +149,7 @@ def load(text: str, source: str) -> Loaded:
         )
     builder = _Builder(source, positions, findings)
     values = builder.build(root, (), 0)
+    assert isinstance(values, dict)  # root.kind is _MAP, so build() returned a mapping
     return Loaded(values, positions, findings)
 
 
@@ -284,7 +289,7 @@ def _compose(text: str, source: str) -> tuple[_Node | None, list[Finding]]:
 
 def _attach(stack: list[tuple[_Node, str | None]], node: _Node) -> None:
     if stack:
-        stack[-1][0].data.append(node)  # type: ignore[union-attr]
+        stack[-1][0].data.append(node)
 
 
 class _Builder:
@@ -300,7 +305,7 @@ class _Builder:
     def loc(self, node: _Node) -> Loc:
         return Loc(self.source, node.line, node.column)
 
-    def build(self, node: _Node, path: tuple, depth: int) -> object:
+    def build(self, node: _Node, path: tuple[str | int, ...], depth: int) -> object:
         self.count += 1
         if self.count > MAX_NODES:
             raise LoadError(
@@ -362,7 +367,7 @@ class _Builder:
             )
         return value
 
-    def key_text(self, key: _Node, path: tuple) -> str:
+    def key_text(self, key: _Node, path: tuple[str | int, ...]) -> str:
         if key.kind != _SCALAR:
             raise LoadError(
                 "yaml-complex-key",
@@ -387,10 +392,10 @@ class _Builder:
         )
         return text
 
-    def mapping(self, node: _Node, path: tuple, depth: int) -> dict:
+    def mapping(self, node: _Node, path: tuple[str | int, ...], depth: int) -> dict[str, Any]:
         out: dict[str, object] = {}
         seen: dict[str, _Node] = {}
-        pairs: list[_Node] = node.data  # type: ignore[assignment]
+        pairs: list[_Node] = node.data
         explicit = []
         for i in range(0, len(pairs) - 1, 2):
             key, value = pairs[i], pairs[i + 1]
@@ -419,9 +424,9 @@ class _Builder:
             out[name] = self.build(value, sub, depth + 1)
         return out
 
-    def merge(self, out: dict, merge: _Node, path: tuple, depth: int) -> None:
+    def merge(self, out: dict[str, Any], merge: _Node, path: tuple[str | int, ...], depth: int) -> None:
         """YAML merge key `<<`: earlier sources win over later ones, explicit keys over all."""
-        sources: list[_Node] = merge.data if merge.kind == _SEQ else [merge]  # type: ignore[assignment]
+        sources: list[_Node] = merge.data if merge.kind == _SEQ else [merge]
         for src in sources:
             if src.kind != _MAP:
                 raise LoadError(

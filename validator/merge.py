@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from validator.model import WARNING, Finding, Positions, format_path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 SUMMARIES = {"values-table-overwritten": "a chart table (map) set to a scalar, or the reverse"}
 
 
-def merge_maps(base: dict, override: dict) -> dict:
+def merge_maps(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Helm's mergeMaps for values files: nested maps merge, other values replace."""
     out = dict(base)
     for key, value in override.items():
@@ -34,14 +38,23 @@ def _copy(value: object) -> object:
     return value
 
 
-def coalesce(defaults: dict, user: dict, positions: Positions, findings: list[Finding]) -> dict:
+def coalesce(
+    defaults: dict[str, Any], user: dict[str, Any], positions: Positions, findings: list[Finding]
+) -> dict[str, Any]:
     """Chart defaults under the user's values; a user null deletes the key (default included)."""
     result = _copy(user)
+    assert isinstance(result, dict)  # a copy of a dict is a dict
     _coalesce_table(result, defaults, (), positions, findings)
     return result
 
 
-def _coalesce_table(dst: dict, src: dict, path: tuple, positions: Positions, findings: list[Finding]) -> None:
+def _coalesce_table(
+    dst: dict[str, Any],
+    src: dict[str, Any],
+    path: tuple[str | int, ...],
+    positions: Positions,
+    findings: list[Finding],
+) -> None:
     for key, default in src.items():
         sub = (*path, key)
         if key not in dst:

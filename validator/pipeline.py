@@ -11,13 +11,15 @@ from validator.model import ERROR, Finding, Positions
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from validator.chart import Chart
 
 
 class Result:
     __slots__ = ("findings", "positions", "values")
 
-    def __init__(self, values: dict, positions: Positions, findings: list[Finding]) -> None:
+    def __init__(self, values: dict[str, Any], positions: Positions, findings: list[Finding]) -> None:
         self.values = values
         self.positions = positions
         self.findings = findings
@@ -38,7 +40,7 @@ def run(chart: Chart, files: list[tuple[str, bytes]], sets: list[tuple[str, bool
         findings.append(exc.finding)
         default_values = {}
     user_positions = Positions()
-    user: dict = {}
+    user: dict[str, Any] = {}
     unreadable = False
     for name, raw in files:
         try:

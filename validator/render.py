@@ -152,7 +152,8 @@ def check_objects(rendered: str, kube_version: str) -> list[Finding]:
 def default_kube_version() -> str:
     import kubernetes_validate
 
-    return kubernetes_validate.latest_version()
+    version: str = kubernetes_validate.latest_version()
+    return version
 
 
 def render_and_check(options: RenderOptions, chart_dir: str) -> list[Finding]:

@@ -31,6 +31,7 @@ _SENSITIVE = ("url", "password", "secret", "token", "key")
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
 
 def cache_dir() -> str:
@@ -43,10 +44,11 @@ def cache_dir() -> str:
 
 def schema_digest(schema_bytes: bytes) -> str:
     try:
-        from _sha256 import sha256  # the C implementation; `hashlib` costs ~2 ms to import (OpenSSL)
+        from _sha256 import sha256  # type: ignore[import-not-found]  # C implementation, no stub; `hashlib` costs ~2 ms to import (OpenSSL)
     except ImportError:  # pragma: no cover - other interpreters
         from hashlib import sha256
-    return sha256(schema_bytes).hexdigest()
+    digest: str = sha256(schema_bytes).hexdigest()
+    return digest
 
 
 def fast_checker(schema_bytes: bytes) -> Callable[[object], bool] | None:
@@ -86,7 +88,7 @@ def _write_cache(path: str, data: bytes) -> None:
         pass
 
 
-def validate(schema_bytes: bytes, values: dict, positions: Positions) -> list[Finding]:
+def validate(schema_bytes: bytes, values: dict[str, Any], positions: Positions) -> list[Finding]:
     """Every schema violation as a finding; [] when valid."""
     check = fast_checker(schema_bytes)
     if check is not None and check(values):
@@ -94,7 +96,7 @@ def validate(schema_bytes: bytes, values: dict, positions: Positions) -> list[Fi
     return explain(schema_bytes, values, positions)
 
 
-def explain(schema_bytes: bytes, values: dict, positions: Positions) -> list[Finding]:
+def explain(schema_bytes: bytes, values: dict[str, Any], positions: Positions) -> list[Finding]:
     """Run jsonschema against the real schema and turn each error into a finding."""
     import json
 
@@ -107,7 +109,7 @@ def explain(schema_bytes: bytes, values: dict, positions: Positions) -> list[Fin
     return findings
 
 
-def jsonschema_validator(schema: dict) -> object:
+def jsonschema_validator(schema: dict[str, Any]) -> Any:
     """jsonschema's validator for the schema's draft, with Helm's (Go) `pattern` semantics."""
     import jsonschema
 
@@ -115,7 +117,9 @@ def jsonschema_validator(schema: dict) -> object:
     return jsonschema.validators.extend(base, {"pattern": _go_pattern})(schema)
 
 
-def _go_pattern(validator: object, pattern: str, instance: object, schema: dict) -> Iterator[object]:
+def _go_pattern(
+    validator: object, pattern: str, instance: object, schema: dict[str, Any]
+) -> Iterator[object]:
     """jsonschema's `pattern`, with Helm's Go regexp semantics (see validator.goregex)."""
     import re
 
@@ -127,13 +131,13 @@ def _go_pattern(validator: object, pattern: str, instance: object, schema: dict)
         yield jsonschema.ValidationError(f"does not match {pattern!r}")
 
 
-def _sensitive(path: tuple) -> bool:
+def _sensitive(path: tuple[str | int, ...]) -> bool:
     return any(isinstance(p, str) and any(s in p.lower() for s in _SENSITIVE) for p in path) or (
         len(path) >= 3 and path[0] == "extraEnv" and path[-1] == "value"
     )
 
 
-def _show(value: object, path: tuple) -> str:
+def _show(value: object, path: tuple[str | int, ...]) -> str:
     if _sensitive(path):
         return "(value hidden)"
     text = repr(value)
@@ -154,7 +158,7 @@ def _kind(value: object) -> str:
     return "list" if isinstance(value, list) else "mapping"
 
 
-def _all_property_paths(schema: dict) -> dict[str, list[str]]:
+def _all_property_paths(schema: dict[str, Any]) -> dict[str, list[str]]:
     """name -> dotted paths where the schema declares it (to point at a key written at the wrong level)."""
     found: dict[str, list[str]] = {}
 
@@ -170,7 +174,7 @@ def _all_property_paths(schema: dict) -> dict[str, list[str]]:
     return found
 
 
-def _findings_for(error: object, positions: Positions, schema: dict) -> list[Finding]:
+def _findings_for(error: object, positions: Positions, schema: dict[str, Any]) -> list[Finding]:
     import difflib
 
     keyword = error.validator  # type: ignore[attr-defined]

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from validator.model import Loc, Positions, format_path
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_INDEX = 65536
 MAX_NESTING = 30
 _INT64 = 2**63
@@ -66,15 +70,15 @@ class _Parser:
             out.append(char)
         return "".join(out), ""
 
-    def record(self, path: tuple) -> None:
+    def record(self, path: tuple[str | int, ...]) -> None:
         self.positions.values[path] = Loc(f"{self.option} {format_path(path)}")
 
-    def parse(self, data: dict) -> None:
+    def parse(self, data: dict[str, Any]) -> None:
         while self.pos < len(self.text) or self.pos == 0:
             if not self.key(data, (), 0):
                 return
 
-    def key(self, data: dict, path: tuple, level: int) -> bool:
+    def key(self, data: dict[str, Any], path: tuple[str | int, ...], level: int) -> bool:
         """Parse one `key...=value`; return False at the end of input."""
         if level > MAX_NESTING:
             raise SetError(f"value name nested level is greater than the maximum of {MAX_NESTING}")
@@ -101,7 +105,7 @@ class _Parser:
         data[name] = self.index(existing, sub, level)
         return self.pos < len(self.text)
 
-    def value(self, path: tuple) -> object:
+    def value(self, path: tuple[str | int, ...]) -> object:
         self.record(path)
         if self.text.startswith("{", self.pos):
             self.pos += 1
@@ -124,7 +128,7 @@ class _Parser:
         text, _ = self.read_until(",")
         return typed(text, self.as_string)
 
-    def index(self, items: list, path: tuple, level: int) -> list:
+    def index(self, items: list[Any], path: tuple[str | int, ...], level: int) -> list[Any]:
         raw, stop = self.read_until("]")
         if stop != "]":
             raise SetError(f"missing ']' after index of {format_path(path)!r}")
@@ -166,10 +170,11 @@ def _go_type(value: object) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return {str: "string", list: "list", dict: "map"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "string", list: "list", dict: "map"}
+    return names.get(type(value), type(value).__name__)
 
 
-def parse_into(expr: str, data: dict, positions: Positions, *, as_string: bool = False) -> None:
+def parse_into(expr: str, data: dict[str, Any], positions: Positions, *, as_string: bool = False) -> None:
     """Apply one `--set` (or `--set-string`) expression to `data` in place, as Helm's strvals.ParseInto."""
     option = "--set-string" if as_string else "--set"
     _Parser(expr, as_string, option, positions).parse(data)

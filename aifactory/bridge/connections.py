@@ -53,6 +53,7 @@ class RedisConnections:
         self.connect_timeout = connect_timeout
         self._log = log
         self._pub: Redis | None = None
+        self._keyed: Any = None  # Cluster only: a RedisCluster for the history's keyed commands
         self._known_nodes: list[tuple[str, int]] = list(target.hosts)
         self._pub_cursor = 0
         self._node_cursor = 0
@@ -145,12 +146,40 @@ class RedisConnections:
                 self._pub = self._single_client(publisher=True)
         return self._pub
 
+    async def keyed(self) -> Any:
+        """The client for the history's keyed commands (scripts, reads): the publisher, except on a
+        Cluster, where the stream's slot owner must run them (a RedisCluster follows MOVED)."""
+        if self.target.kind != "cluster":
+            return await self.publisher()
+        if self._keyed is None:
+            self._keyed = await self.command_client()
+        return self._keyed
+
+    async def command_client(self) -> Any:
+        """A new client for keyed commands on this target (Cluster: a RedisCluster, following MOVED);
+        the caller owns and closes it."""
+        t = self.target
+        kw = self._node_kwargs(publisher=True)
+        if t.kind == "sentinel":
+            return self._sentinel().master_for(t.service_name or "", db=t.db, **kw)
+        if t.kind != "cluster":
+            return self._single_client(publisher=True)
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        for name in ("retry", "maint_notifications_config", "client_name", "socket_keepalive"):
+            kw.pop(name, None)
+        nodes = [ClusterNode(h, p) for h, p in await self.cluster_nodes()]
+        return RedisCluster(startup_nodes=nodes, **kw)
+
     async def drop_publisher(self) -> None:
         """Close the publisher (if any); the next `publisher()` builds a fresh one."""
         pub, self._pub = self._pub, None
-        if pub is not None:
+        keyed, self._keyed = self._keyed, None
+        for client in (pub, keyed):
+            if client is None:
+                continue
             try:
-                await pub.aclose()
+                await client.aclose()
             except Exception as exc:  # closing a broken client must not break the loop
                 self._log.debug("closing the Redis publisher failed: %s", self.scrub(exc))
 

@@ -2,7 +2,8 @@
 
 `put()` only appends a str, so a slow or dead Redis never delays a request; the bridge refuses events
 (and counts them) before they get here when the link is down or the queue is full. A batch that fails is
-dropped and counted (at-most-once, no replay).
+dropped and counted. With a history (`aifactory.bridge.stream`), events go through its publish script
+(XADD + PUBLISH in one call), so the other replicas can replay what they missed.
 
 A probe in a failed batch is the subscriber's business, not the publisher's: when Redis *answered* with a
 refusal (ACL, READONLY) the link is alive, so the probe is forgotten (`on_probe_lost`); when the PUBLISH
@@ -23,6 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aifactory.bridge.connections import RedisConnections
+from aifactory.bridge.stream import StreamHistory
 from aifactory.metrics import Metrics
 
 __all__ = ["PROBE_SEQ", "Publisher"]
@@ -46,6 +48,8 @@ class Publisher:
         is_connected: Callable[[], bool],
         is_stopping: Callable[[], bool],
         on_probe_lost: Callable[[], None],
+        on_dropped: Callable[[int], None] = lambda _seq: None,
+        history: StreamHistory | None = None,
     ) -> None:
         self.redis = redis
         self.channel = channel
@@ -57,6 +61,9 @@ class Publisher:
         self._is_connected = is_connected
         self._is_stopping = is_stopping
         self._on_probe_lost = on_probe_lost
+        self._on_dropped = on_dropped
+        self.history = history
+        self._inflight: int | None = None  # first event seq of the batch being sent
         self._queue: deque[tuple[int, str]] = deque()  # (seq, envelope)
         self._retried_probe: str | None = None  # a probe is retried once after a broken PUBLISH
         self._wake = asyncio.Event()
@@ -79,8 +86,12 @@ class Publisher:
         self._wake.set()
 
     def settled(self, last_seq: int) -> int:
-        """The last seq already published or dropped: everything before the first still-queued event."""
-        return self._queue[0][0] - 1 if self._queue else last_seq
+        """The last seq already published or dropped: everything before the first queued or in-flight
+        event."""
+        first = next((seq for seq, _ in self._queue if seq != PROBE_SEQ), None)
+        if self._inflight is not None:
+            first = self._inflight
+        return first - 1 if first is not None else last_seq
 
     async def run(self) -> None:
         """Drain the queue until the bridge stops; failures are counted, logged and never raised."""
@@ -92,11 +103,14 @@ class Publisher:
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             self.metrics.outbound_depth.set(len(self._queue))
             probes = sum(1 for seq, _ in batch if seq < 0)
+            self._inflight = next((seq for seq, _ in batch if seq != PROBE_SEQ), None)
             try:
-                await self._send([envelope for _, envelope in batch])
+                await self._send(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if len(batch) > probes:
+                    self._on_dropped(max(seq for seq, _ in batch))
                 self._failures += 1
                 self.redis.rotate_publisher()  # cluster: publish through the next node
                 self._m_drop["publish_failed"].inc(len(batch) - probes)
@@ -105,6 +119,8 @@ class Publisher:
                 self._log_failure(exc, len(batch))
                 await self.redis.drop_publisher()
                 continue
+            finally:
+                self._inflight = None
             self._failures = 0
             self._warned = False
             if len(batch) > probes:
@@ -139,12 +155,21 @@ class Publisher:
         else:
             self._log.debug("PUBLISH failed (%s); dropped %d envelope(s)", self.redis.scrub(exc), dropped)
 
-    async def _send(self, batch: list[str]) -> None:
+    async def _send(self, entries: list[tuple[int, str]]) -> None:
         """PUBLISH the batch (pipelined), bounded by the URL's socket_timeout or `publish_timeout`."""
         pub = await self.redis.publisher()
         url_timeout = self.redis.target.options.get("socket_timeout")  # a float, parsed from REDIS_URL
         timeout = url_timeout if isinstance(url_timeout, float) and url_timeout else self.publish_timeout
         async with asyncio.timeout(timeout):
+            if self.history is not None:
+                for seq, probe in entries:
+                    if seq == PROBE_SEQ:
+                        await pub.publish(self.channel, probe)
+                events = [envelope for seq, envelope in entries if seq != PROBE_SEQ]
+                if events:
+                    await self.history.append(await self.redis.keyed(), events)
+                return
+            batch = [envelope for _, envelope in entries]
             if len(batch) == 1:
                 await pub.publish(self.channel, batch[0])
                 return

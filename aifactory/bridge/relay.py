@@ -26,6 +26,11 @@ Every envelope (events and probes) is signed with a key derived from AIFACTORY_A
 `aifactory_bus_malformed_total{reason="unsigned"|"bad_signature"}`, so write access to Redis alone can
 neither reach a client nor move any origin's sequence state. The password only ever reaches redis-py;
 logs use `RedisTarget.redacted()` and scrub exception texts.
+
+With a history (`history_size` > 0, see docs/recovery.md) events are appended to a Redis stream and
+published by one script, every live message carries its stream id (a header in front of the signed
+message), and a subscriber that lost its connection first reads the entries it missed (`_catch_up`)
+instead of announcing a gap. Stream entries are signed messages too and are verified the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any
 from aifactory.bridge.connections import RedisConnections
 from aifactory.bridge.publisher import Publisher
 from aifactory.bridge.sequence import OriginSequences
+from aifactory.bridge.stream import Replayable, StreamHistory, read_page, split_published
 from aifactory.envelope import (
     KIND_PROBE,
     SIGNED_PREFIX_LEN,
@@ -50,6 +56,7 @@ from aifactory.envelope import (
     encode_with_frame,
     own_event_prefix,
 )
+from aifactory.history import HISTORY_RESYNC_FRAME, NO_EPOCH, Entry, Offset
 from aifactory.metrics import Metrics
 from aifactory.redis_url import RedisTarget
 from aifactory.throttle import ThrottledLog
@@ -96,6 +103,8 @@ class RedisBridge:
         connect_timeout: float = 5.0,
         publish_timeout: float = 5.0,
         max_batch: int = 256,
+        history_size: int = 0,
+        history_ttl: int = 300,
     ) -> None:
         self.target = target
         self.channel = channel
@@ -120,6 +129,11 @@ class RedisBridge:
         self._own_event_prefix = own_event_prefix(replica_id)
         self._redis = RedisConnections(target, replica_id, self._log, connect_timeout=connect_timeout)
         self._seq = 0
+        self.history = (
+            StreamHistory(channel, history_size, history_ttl, signer.verify) if history_size else None
+        )
+        self._last_drop: tuple[int, float] | None = None  # (own seq, wall-clock ms) of the newest drop
+        self._own_echoed = 0  # the newest own seq seen back on the subscription
         self._out = Publisher(
             self._redis,
             channel,
@@ -131,6 +145,8 @@ class RedisBridge:
             is_connected=lambda: self._state == "connected",
             is_stopping=lambda: self._stopping,
             on_probe_lost=self._forget_probe,
+            on_dropped=self._note_drop,
+            history=self.history,
         )
         self._connected_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -164,9 +180,26 @@ class RedisBridge:
             asyncio.create_task(self._probe_loop(), name="aifactory-bridge-probe"),
         ]
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until every own event so far is published or dropped (shutdown)."""
+        deadline = time.monotonic() + timeout
+        target = self._seq
+        while self._out.settled(self._seq) < target:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def keyed_client(self) -> Any:
+        """A client of its own for keyed commands (the task store); the caller closes it."""
+        return await self._redis.command_client()
+
     async def stop(self) -> None:
-        """Stop the tasks and close the connections. The loops also watch `_stopping`, because a
+        """Stop the tasks and close the connections (own events still queued get one short
+        chance to go out). The loops also watch `_stopping`, because a
         cancellation racing a read timeout can be swallowed inside redis-py (Python 3.11 timeouts)."""
+        if self._tasks and self._state == "connected":
+            await self.flush(min(2.0, self.publish_timeout))
         self._stopping = True
         pending = set(self._tasks)
         while pending:
@@ -189,9 +222,39 @@ class RedisBridge:
             return False
         return True
 
-    def publish(self, scope: str, target: str | None, frame: str) -> bool:
-        """Queue one envelope for Redis without blocking; False (counted) when it will not be published."""
-        self._seq += 1  # consumed even when dropped, so receivers see the gap and resync their clients
+    @property
+    def seq(self) -> int:
+        """The last sequence number this replica gave one of its events."""
+        return self._seq
+
+    def next_seq(self) -> int:
+        """Number the next own event before local delivery (its frame's `_offset` names it)."""
+        self._seq += 1
+        return self._seq
+
+    @property
+    def epoch(self) -> str:
+        return self.history.epoch if self.history is not None else NO_EPOCH
+
+    @property
+    def last_sid(self) -> tuple[int, int]:
+        return self.history.last_sid if self.history is not None else (0, 0)
+
+    def publish(self, scope: str, target: str | None, frame: str, *, seq: int | None = None) -> bool:
+        """Queue one envelope for Redis without blocking; False (counted) when it will not be published.
+
+        `seq` is the number `next_seq()` gave this event; without it the next one is taken here."""
+        if seq is None:
+            seq = self.next_seq()  # consumed even when dropped: receivers see the gap and resync
+        published = self._publish(scope, target, frame, seq)
+        if not published:
+            self._note_drop(seq)
+        return published
+
+    def _note_drop(self, seq: int) -> None:
+        self._last_drop = (seq, time.time() * 1000)
+
+    def _publish(self, scope: str, target: str | None, frame: str, seq: int) -> bool:
         if len(frame) > self.max_event_bytes:
             self._m_oversize.inc()
             self._log_oversize(
@@ -201,15 +264,44 @@ class RedisBridge:
                 self.max_event_bytes,
             )
             return False
-        if self._state != "connected":
+        if self._state != "connected" and self.history is None:
+            # (with a history, try anyway: the publisher's own connection may be fine, and an event that
+            # reaches the stream can still be replayed to the other replicas' clients)
             self._m_drop["disconnected"].inc()
             return False
         if self._out.full():
             self._m_drop["outbound_full"].inc()
             return False
-        envelope = encode_with_frame(self.replica_id, self._seq, scope, target, frame)
-        self._out.put(self._seq, self._signer.sign(envelope))
+        envelope = encode_with_frame(self.replica_id, seq, scope, target, frame)
+        self._out.put(seq, self._signer.sign(envelope))
         return True
+
+    def own_events_kept(self, offset: Offset, self_seq: int) -> bool:
+        """False when one of our events a client resuming from `offset` may lack never reached the
+        stream (dropped while Redis was down, oversize, queue full)."""
+        if self._last_drop is None:
+            return True
+        seq, wall_ms = self._last_drop
+        if offset.origin == self.replica_id:
+            return seq <= offset.seq
+        # dropped after the client's last stream entry (2 s margin for clock skew against Redis' clock)
+        return wall_ms < offset.sid[0] - 2000
+
+    async def history_after(self, sid: tuple[int, int], self_seq: int, limit: int) -> Replayable | None:
+        """The stream after `sid`, once our own events up to `self_seq` are in it; None if unreadable."""
+        if self.history is None or self._state != "connected":
+            return None
+        deadline = time.monotonic() + self.publish_timeout
+        while self._out.settled(self._seq) < self_seq:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.002)
+        try:
+            client = await self._redis.keyed()
+            return await asyncio.wait_for(self.history.after(client, sid, limit), self.publish_timeout)
+        except Exception as exc:
+            self._log.debug("reading the history failed: %s", self._scrub(exc))
+            return None
 
     # ------------------------------------------------------------------ helpers
     def _set_state(self, state: str) -> None:
@@ -238,6 +330,8 @@ class RedisBridge:
                 else:
                     self._log.info("Redis pub/sub connected (%s)", where)
                 ever_connected, attempt = True, 0
+                if self.history is not None:
+                    await self._catch_up()
                 self._last_rx = time.monotonic()
                 self._probe_pending = None
                 self._set_state("connected")
@@ -302,9 +396,66 @@ class RedisBridge:
             ):
                 raise _Deaf(f"own probe not seen for {now - self._probe_sent_at:.1f}s")
 
+    async def _catch_up(self) -> None:
+        """After (re)subscribing: deliver the stream entries published while we were not listening.
+
+        The subscription is already open, so nothing published from now on is missed; messages it
+        buffered meanwhile are skipped by stream id in `_handle`."""
+        h = self.history
+        assert h is not None
+        client = await self._redis.keyed()
+        if h.epoch == NO_EPOCH:  # first contact: start from the stream's end
+            page = await read_page(client, h.keys, (0, 0), 1, h._candidate, h.ttl)
+            h.epoch, h.last_sid = page.epoch, page.last
+            return
+        snap = await asyncio.wait_for(h.after(client, h.last_sid, h.size), self.publish_timeout)
+        if snap.epoch != h.epoch or not snap.complete:
+            self._history_lost(snap.epoch, snap.last)
+            return
+        for entry in snap.entries:
+            self._handle_entry(entry)
+        if snap.entries:
+            self._log.info("caught up %d event(s) from the history after reconnecting", len(snap.entries))
+
+    def _history_lost(self, epoch: str, last: tuple[int, int]) -> None:
+        """The stream we followed is gone (flushed, replaced, trimmed past us): every local client resyncs."""
+        h = self.history
+        assert h is not None
+        h.epoch, h.last_sid = epoch, last
+        n = self._deliver("broadcast", None, HISTORY_RESYNC_FRAME)
+        self.metrics.resync_history.inc(n)
+        # INFO: after an outage the operator already has the one WARNING; a restarted Redis without
+        # persistence always comes back with a new history
+        self._log.info(
+            "the Redis event history was lost (flushed, replaced or trimmed); sent resync to %d local "
+            "client(s)",
+            n,
+        )
+
+    def _handle_entry(self, entry: Entry) -> None:
+        h = self.history
+        assert h is not None
+        if entry.sid <= h.last_sid:
+            return
+        h.last_sid = entry.sid
+        if entry.origin == self.replica_id:
+            self._own_echoed = max(self._own_echoed, entry.seq)
+            return
+        if not self._advance(entry.origin, entry.seq, settled=False):
+            self._m_drop["duplicate"].inc()
+            return
+        self._m_received.inc()
+        self._deliver(entry.scope, entry.target, entry.frame, (entry.sid, entry.origin, entry.seq))
+
     def _handle(self, data: bytes | str) -> None:
+        sid: tuple[int, int] | None = None
+        epoch: str | None = None
+        if self.history is not None and isinstance(data, bytes):
+            sid, epoch, data = split_published(data)  # the stream id header is outside the signature
         if isinstance(data, bytes) and data.startswith(self._own_event_prefix, SIGNED_PREFIX_LEN):
-            return  # our own event coming back: already delivered locally; skip even the MAC and parse
+            if sid is not None:
+                self._own_echo(sid, epoch, data)
+            return  # our own event coming back: already delivered locally
         try:
             body = self._signer.verify(data)  # before any parsing: unsigned bytes never reach the decoder
             env, frame = decode_with_frame(body)  # frame: the publisher's own event text, not re-encoded
@@ -320,11 +471,43 @@ class RedisBridge:
             return
         if env.origin == self.replica_id:
             return  # our own event: already delivered locally, never twice
+        # only a verified, new event may move the stream cursor: a replayed message with a forged id
+        # header is a duplicate by seq and changes nothing
+        if sid is not None and not self._follow(sid, epoch):
+            self._m_drop["duplicate"].inc()
+            return
         if not self._advance(env.origin, env.seq, settled=False):
             self._m_drop["duplicate"].inc()
             return
+        if sid is not None:
+            self.history.last_sid = sid  # type: ignore[union-attr]
         self._m_received.inc()
-        self._deliver(env.scope, env.target, frame or "{}")
+        key = (sid, env.origin, env.seq) if sid is not None else None
+        self._deliver(env.scope, env.target, frame or "{}", key)
+
+    def _follow(self, sid: tuple[int, int], epoch: str | None) -> bool:
+        """Epoch bookkeeping for a live message; False when the catch-up already delivered it."""
+        h = self.history
+        assert h is not None
+        if epoch != h.epoch:
+            if h.epoch != NO_EPOCH:
+                self._history_lost(epoch or NO_EPOCH, (0, 0))
+            h.epoch = epoch or NO_EPOCH
+            return True
+        return sid > h.last_sid
+
+    def _own_echo(self, sid: tuple[int, int], epoch: str | None, data: bytes) -> None:
+        """Our own event in stream order: it moves the cursor (offsets stay fresh on a replica with no
+        remote traffic), once verified and only for a seq we have not seen come back yet."""
+        try:
+            seq = int(data[SIGNED_PREFIX_LEN + len(self._own_event_prefix) :].partition(b",")[0])
+            self._signer.verify(data)
+        except (ValueError, EnvelopeError):
+            return
+        if seq <= self._own_echoed or not self._follow(sid, epoch):
+            return
+        self._own_echoed = seq
+        self.history.last_sid = sid  # type: ignore[union-attr]
 
     def _advance(self, origin: str, seq: int, *, settled: bool) -> bool:
         """Track `origin`'s sequence; resync local clients on a gap. False if `seq` is not new."""
@@ -343,9 +526,13 @@ class RedisBridge:
             "missed %d event(s) from replica %s; sent resync to %d local client(s)", missed, origin, n
         )
 
-    def _deliver(self, scope: str, target: str | None, frame: str) -> int:
+    def _deliver(
+        self, scope: str, target: str | None, frame: str, key: tuple[tuple[int, int], str, int] | None = None
+    ) -> int:
         try:
-            return self.on_remote(scope, target, frame)
+            if key is None:
+                return self.on_remote(scope, target, frame)
+            return self.on_remote(scope, target, frame, key)  # type: ignore[call-arg]
         except Exception:
             self._log_remote_error("local delivery of a remote event failed", exc_info=True)
             return 0

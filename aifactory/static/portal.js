@@ -5,11 +5,14 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const MAX_EVENTS = 200;
-  const state = { token: null, events: null, eventsRetry: 0, terminal: null, count: 0 };
+  // offset: the last event's "_offset"; a reconnect sends it as ?since= and the server replays what we
+  // missed (docs/recovery.md), or says {"type":"resync"} and we refetch GET /api/tasks.
+  const state = { token: null, events: null, eventsRetry: 0, terminal: null, count: 0, offset: null };
 
-  const wsUrl = (path) => {
+  const wsUrl = (path, since) => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${proto}//${location.host}${path}?token=${encodeURIComponent(state.token)}`;
+    const resume = since ? `&since=${encodeURIComponent(since)}` : "";
+    return `${proto}//${location.host}${path}?token=${encodeURIComponent(state.token)}${resume}`;
   };
 
   // Frames are JSON; a frame is either the event itself or an envelope-ish {event: {...}}.
@@ -59,7 +62,7 @@
   // ---- live events -------------------------------------------------------------------------
   function connectEvents() {
     setPill($("conn"), "connecting", "off");
-    const ws = new WebSocket(wsUrl("/ws/events"));
+    const ws = new WebSocket(wsUrl("/ws/events", state.offset));
     state.events = ws;
     ws.onopen = () => {
       state.eventsRetry = 0;
@@ -72,6 +75,9 @@
       } catch (_err) {
         return;
       }
+      if (data && typeof data._offset === "string") state.offset = data._offset;
+      if (data && data.type === "resync") refetchTasks();
+      if (data && data.type === "hello" && data.recovered === false) state.offset = null;
       onEvent(unwrap(data));
     };
     ws.onclose = (ev) => {
@@ -82,7 +88,8 @@
         return;
       }
       setPill($("conn"), "reconnecting", "bad");
-      const delay = Math.min(30000, 1000 * 2 ** state.eventsRetry++);
+      // 1012: the replica is restarting and has flushed us; resume elsewhere at once
+      const delay = ev.code === 1012 ? 100 : Math.min(30000, 1000 * 2 ** state.eventsRetry++);
       setTimeout(() => state.token && connectEvents(), delay);
     };
   }
@@ -161,6 +168,21 @@
         status.textContent = "100%";
         row.dataset.percent = "100";
       }
+    }
+  }
+
+  // After a resync: the server could not replay what we missed; rebuild the task list from the API.
+  async function refetchTasks() {
+    try {
+      const resp = await fetch("/api/tasks", { headers: { Authorization: `Bearer ${state.token}` } });
+      if (!resp.ok) return;
+      const body = await resp.json();
+      for (const t of body.tasks || []) {
+        if (t.percent !== undefined) onTaskEvent("task.progress", t);
+        if (t.status !== undefined) onTaskEvent("task.status", t);
+      }
+    } catch (_err) {
+      // offline: the next resync or event will try again
     }
   }
 

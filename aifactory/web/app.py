@@ -7,8 +7,10 @@ caller, audit) in `state`; refusals are `errors.HttpError`, turned into response
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +20,13 @@ from starlette.staticfiles import StaticFiles
 
 from aifactory import bus as bus_module
 from aifactory.audit import AuditLog
-from aifactory.bus import start_bus
+from aifactory.bus import EventBus, start_bus
 from aifactory.config import Settings
 from aifactory.constants import EVENTS_PATH, TERMINAL_PATH
 from aifactory.host_auth import HostRequestSigner
 from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
+from aifactory.taskstore import MemoryTaskStore, RedisTaskStore, TaskStore
 from aifactory.terminal import TerminalManager
 from aifactory.terminal_directory import Directory
 from aifactory.web import routes
@@ -60,8 +63,11 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             settings.channel,
             replica_id=replica_id,
             secret=settings.auth_secret,
+            history_size=settings.history_size,
+            history_ttl=settings.history_ttl,
             **state.bridge_options,
         )
+        state.task_store = await task_store(state.bus, settings.channel)
         conns = None
         if settings.terminals_mode == "host":  # this replica owns no shell: it relays to terminal hosts
             from aifactory.bridge.connections import RedisConnections  # redis-py only when needed
@@ -81,7 +87,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
                 sandbox_mode=settings.terminal_sandbox,
             )
             state.terminals.start()
-        state.tasks = TaskRunner(replica_id)
+        state.tasks = TaskRunner(replica_id, store=state.task_store)
         state.ready = True
         log.info("aifactory-server ready on %s:%d (replica %s)", settings.host, settings.port, replica_id)
         try:
@@ -93,6 +99,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
                 await state.terminals.stop()
             if conns is not None:
                 await conns.drop_publisher()
+            await state.task_store.aclose()
             await state.bus.aclose()
 
     app = Starlette(
@@ -103,6 +110,7 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
             Route("/metrics", routes.metrics),
             Route("/api/events", routes.post_event, methods=["POST"]),
             Route("/api/tasks", routes.post_task, methods=["POST"]),
+            Route("/api/tasks", routes.list_tasks, methods=["GET"]),
             WebSocketRoute(EVENTS_PATH, ws_events),
             WebSocketRoute(TERMINAL_PATH + "/{term_id}", ws_terminal),
             Mount("/static", app=StaticFiles(directory=routes.STATIC_DIR, check_dir=False), name="static"),
@@ -111,4 +119,26 @@ def create_app(settings: Settings, *, bridge_options: dict[str, Any] | None = No
         lifespan=lifespan,
     )
     app.state.server = state
+
+    async def drain() -> None:
+        """SIGTERM, before uvicorn closes anything: not ready, own events published, sockets 1012."""
+        state.ready = False
+        if state.bus is not None:
+            await state.bus.flush(settings.shutdown_grace / 4)
+        state.draining.set()
+        grace = settings.shutdown_grace / 4
+        for hook in list(state.detached):
+            hook(grace)
+        deadline = time.monotonic() + grace
+        while state.detached and time.monotonic() < deadline:  # each leaves once its socket has closed
+            await asyncio.sleep(0.01)
+
+    app.state.drain = drain
     return app
+
+
+async def task_store(bus: EventBus, channel: str) -> TaskStore:
+    """Task records in Redis when the bus has a bridge (any replica answers), else in this process."""
+    if bus.bridge is None:
+        return MemoryTaskStore()
+    return RedisTaskStore(await bus.bridge.keyed_client(), channel)

@@ -1,4 +1,5 @@
-"""The HTTP routes: health, readiness, metrics, the portal page, and the two emitting API calls.
+"""The HTTP routes: health, readiness, metrics, the portal page, the two emitting API calls, and the
+caller's task list (`GET /api/tasks`, what the portal refetches after a `resync`).
 
 Flow of an emitting route: authenticate → parse → audit record → bus. Any refusal is an `HttpError`
 raised before the audit record, so a refused request has no side effect.
@@ -105,6 +106,14 @@ async def post_task(request: Request) -> Response:
     assert state.tasks is not None
     state.tasks.start(task_id, principal, spec)
     return JSONResponse({"task_id": task_id, "name": spec.name, "replica": state.replica_id}, status_code=202)
+
+
+async def list_tasks(request: Request) -> Response:
+    """The caller's tasks with their last known status and progress, newest first (from any replica)."""
+    state = server_state(request)
+    principal = http_principal(request)
+    assert state.task_store is not None
+    return JSONResponse({"tasks": await state.task_store.list(principal.user_id)})
 
 
 # ---- request bodies ---------------------------------------------------------------------------------

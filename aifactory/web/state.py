@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from aifactory.config import Settings
 from aifactory.constants import WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER
 from aifactory.socket_quota import SocketQuota
 from aifactory.tasks import TaskRunner
+from aifactory.taskstore import TaskStore
 from aifactory.terminal import TerminalManager
 from aifactory.web.errors import HttpError
 from aifactory.web.terminal_relay import TerminalRelay
@@ -38,7 +40,11 @@ class ServerState:
     terminals: TerminalManager | None = None
     relay: TerminalRelay | None = None  # AIFACTORY_TERMINALS=host: shells live on terminal hosts
     tasks: TaskRunner | None = None
+    task_store: TaskStore | None = None
     ready: bool = False
+    draining: asyncio.Event = field(default_factory=asyncio.Event)  # set on SIGTERM: sockets close 1012
+    # drain hooks of event sockets detached from ASGI (no task to see `draining`): called with the timeout
+    detached: set[Callable[[float], None]] = field(default_factory=set)
 
     def principal(self, token: str | None) -> Principal:
         return verify_token(self.settings.auth_secret, token)

@@ -8,7 +8,8 @@ message, uvicorn's protocol and a fresh WebSocket framing. With this protocol th
 bytes straight to the transport, and the protocol itself answers pings, discards the client's data frames
 (the events socket is one-way; uvicorn's `ws_max_size` still closes oversized ones with 1009, and the
 socket's own smaller cap is checked through `on_message`), runs the
-close handshake and reports the end of the connection (`on_lost`). So an idle socket costs no task, no
+close handshake and reports the end of the connection (`on_lost`); on SIGTERM it writes the socket's
+backlog, then closes with 1012 (`close_when_written`). So an idle socket costs no task, no
 coroutine chain and no ASGI scope. Handshake, auth and every other route stay Starlette's. Without the
 extension (another server) the events socket stays on ASGI `send_text`.
 """
@@ -91,6 +92,20 @@ class TransportSink:
         proto.transport.write(b"".join(proto.conn.data_to_send()))
         proto.close_sent = True
         proto.close_timer = proto.loop.call_later(proto.close_timeout, proto.transport.close)
+
+    def close_when_written(self, backlog: Callable[[], bool], code: int, reason: str, timeout: float) -> None:
+        """Drain (SIGTERM): write what is queued, then close with `code`; `backlog()` writes what the
+        transport takes and says whether frames are left (retried each time the transport drains). After
+        `timeout` s the close goes out anyway."""
+        proto = self._proto
+
+        def step() -> None:
+            if not backlog():
+                self.close(code, reason)
+
+        self.on_drain = step
+        proto.loop.call_later(timeout, self.close, code, reason)
+        step()
 
     def _lost(self) -> None:
         on_lost, self.on_lost, self.on_drain, self.on_message = self.on_lost, None, None, None

@@ -96,6 +96,10 @@ containers:
       - name: REDIS_CHANNEL
         value: {{ include "aifactory.redisChannel" $root | quote }}
       {{- end }}
+      - name: AIFACTORY_HISTORY_SIZE
+        value: {{ $values.history.size | quote }}
+      - name: AIFACTORY_HISTORY_TTL
+        value: {{ $values.history.ttlSeconds | quote }}
       - name: AIFACTORY_AUTH_SECRET
         valueFrom:
           secretKeyRef:

@@ -53,7 +53,7 @@ How to add a refusal:
 
 {{/* Checks the top-level extraEnv and every tier's own: a tier must not override a Secret reference either. */}}
 {{- define "aifactory.validate.extraEnvReserved" -}}
-{{- $reserved := list "REDIS_URL" "REDIS_CHANNEL" "AIFACTORY_AUTH_SECRET" "PORT" "LOG_LEVEL" }}
+{{- $reserved := list "REDIS_URL" "REDIS_CHANNEL" "AIFACTORY_AUTH_SECRET" "PORT" "LOG_LEVEL" "AIFACTORY_HISTORY_SIZE" "AIFACTORY_HISTORY_TTL" }}
 {{- $clashes := list }}
 {{- $lists := list .Values.extraEnv }}
 {{- range $_, $tier := (.Values.tiers | default dict) }}{{ if kindIs "map" $tier }}{{ $lists = append $lists $tier.extraEnv }}{{ end }}{{ end }}

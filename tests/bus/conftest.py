@@ -35,8 +35,12 @@ class Replica:
         assert self.bus.bridge is not None
         return self.bus.bridge
 
-    def client(self, user: str | None, org: str | None, **kwargs: Any) -> Subscriber:
-        return self.bus.registry.add(Subscriber(user, org, **kwargs))
+    def client(self, user: str | None, org: str | None, *, hold: bool = False, **kwargs: Any) -> Subscriber:
+        """A local subscriber; `hold=True` registers it held, as a resuming socket is (see bus.resume)."""
+        sub = Subscriber(user, org, **kwargs)
+        if hold:
+            sub.hold()
+        return self.bus.registry.add(sub)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.bus.metrics.value(name, **labels)

@@ -322,3 +322,54 @@ async def test_frames_of_one_event_loop_turn_leave_as_one_write_per_socket() -> 
     reg.deliver("broadcast", None, "next")
     await asyncio.sleep(0)
     assert texts(sink) == ["0", "1", "2", "only-a", "next"]
+
+
+def test_a_held_subscriber_gets_its_replay_first_then_the_live_frames() -> None:
+    reg = LocalRegistry()
+    sub = Subscriber("u", "o", max_queue=4)
+    sub.hold()
+    reg.add(sub)
+    reg.deliver("broadcast", None, "own-1")  # own event: never in this replay, no key
+    reg.deliver("broadcast", None, "remote-7", ((7, 0), "a", 2))
+    for frame in ["replay-4", "replay-5"]:  # what bus.resume returned, sent as the socket does
+        sub.send_now(frame)
+    sub.release()
+    # the replay first, then the held live frames
+    assert [sub.get_nowait() for _ in range(4)] == ["replay-4", "replay-5", "own-1", "remote-7"]
+    reg.deliver("broadcast", None, "late-6", ((6, 0), "a", 3))
+    assert sub.get_nowait() == "late-6"
+
+
+def test_the_seam_skips_an_origins_frames_the_client_had_already_seen() -> None:
+    reg = LocalRegistry()
+    sub = Subscriber("u", "o")
+    sub.hold()
+    reg.add(sub)
+    sub.set_skip(("r", 3))  # bus.resume does this before its first await
+    reg.deliver("broadcast", None, "r-3", ((9, 0), "r", 3))  # published late by r, seen on r already
+    sub.release()
+    reg.deliver("broadcast", None, "r-4", ((10, 0), "r", 4))
+    reg.deliver("broadcast", None, "r-2", ((11, 0), "r", 2))  # filter ended at r-4
+    assert [sub.get_nowait(), sub.get_nowait(), sub.get_nowait()] == ["r-4", "r-2", None]
+
+
+def test_the_seam_filter_applies_to_attached_subscribers_too() -> None:
+    reg = LocalRegistry()
+    sink = RecordingSink()
+    sub = reg.add(Subscriber("u", "o"))
+    sub.attach(sink)
+    sub.set_skip(("r", 3))
+    reg.deliver("broadcast", None, "r-2", ((8, 0), "r", 2))
+    reg.deliver("broadcast", None, "other", ((9, 0), "q", 1))  # another origin: not filtered
+    reg.deliver("broadcast", None, "r-4", ((10, 0), "r", 4))
+    assert texts(sink) == ["other", "r-4"]
+
+
+def test_replayed_frames_do_not_count_against_the_live_bound() -> None:
+    sub = Subscriber("u", "o", max_queue=2)
+    sub.hold()
+    for i in range(10):
+        sub.send_now(f"r{i}")
+    sub.release()
+    assert sub.offer("live-1") and sub.offer("live-2")
+    assert sub.pending() == 12 and sub.overflow == 0

@@ -21,7 +21,15 @@ from tests.chart.rendering import (
     render,
 )
 
-MANAGED_ENV = {"PORT", "LOG_LEVEL", "REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET"}
+MANAGED_ENV = {
+    "PORT",
+    "LOG_LEVEL",
+    "REDIS_URL",
+    "REDIS_CHANNEL",
+    "AIFACTORY_AUTH_SECRET",
+    "AIFACTORY_HISTORY_SIZE",
+    "AIFACTORY_HISTORY_TTL",
+}
 
 
 def secret_ref(var: dict) -> tuple[str, str]:
@@ -148,8 +156,19 @@ def test_renders_are_parsed_with_duplicate_keys_refused() -> None:
 def test_defaults_are_a_single_replica_without_redis(helm: str) -> None:
     objs = render(helm, "defaults")
     assert one(objs, "Deployment")["spec"]["replicas"] == 1
-    assert set(env(objs)) == {"PORT", "LOG_LEVEL", "AIFACTORY_AUTH_SECRET"}
+    assert set(env(objs)) == {
+        "PORT",
+        "LOG_LEVEL",
+        "AIFACTORY_AUTH_SECRET",
+        "AIFACTORY_HISTORY_SIZE",
+        "AIFACTORY_HISTORY_TTL",
+    }
     assert env(objs)["LOG_LEVEL"]["value"] == "INFO"
+    # recovery on by default: the chart's history values reach the server
+    assert (env(objs)["AIFACTORY_HISTORY_SIZE"]["value"], env(objs)["AIFACTORY_HISTORY_TTL"]["value"]) == (
+        "10000",
+        "300",
+    )
     assert container(objs)["image"] == f"ghcr.io/aifactory/aifactory-server:{VERSION}"
     kinds = sorted(o["kind"] for o in objs if "helm.sh/hook" not in (o["metadata"].get("annotations") or {}))
     assert kinds == ["Deployment", "Secret", "Service", "ServiceAccount"]

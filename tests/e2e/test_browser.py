@@ -172,3 +172,45 @@ def wait_relaying_replica(hstack: HostStack, timeout: float = 15.0) -> ServerPro
                 return replica
         time.sleep(0.1)
     raise AssertionError("no replica reports the relayed terminal socket")
+
+
+def test_portal_progress_bar_keeps_moving_through_a_kill_of_its_replica(
+    stack: Stack, browser: BrowserContext
+) -> None:
+    """The page's event socket is on B; a task runs on A; B is SIGKILLed mid-task. The portal reconnects
+    (through HAProxy, to a live replica) with `since`, and the bar goes on to 100 %."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    token = stack.replicas.token("erin", org="org-e")
+    replica_b = sign_in(page, stack, token)
+    ids = {s.readyz()[1]["replica"]: s for s in stack.replicas}
+    b = ids[replica_b]
+    a = next(s for rid, s in ids.items() if rid != replica_b)
+    status, body = http_json(
+        "POST", a.http + "/api/tasks", {"name": "survivor", "steps": 30, "interval": 0.3}, token
+    )
+    assert status == 202
+    row = page.locator(f'#tasks li[data-task="{body["task_id"]}"]')
+    expect(row).to_have_attribute("data-percent", re.compile(r"^([1-9]\d?)$"), timeout=10_000)
+    before = int(row.get_attribute("data-percent") or "0")
+    assert b.proc is not None
+    b.proc.kill()
+    b.proc.wait()
+    try:
+        expect(page.locator("#replica")).not_to_have_attribute("data-replica", replica_b, timeout=30_000)
+        expect(row).to_have_attribute("data-percent", "100", timeout=30_000)
+        assert int(row.get_attribute("data-percent") or "0") > before
+        expect(row).to_have_attribute("data-status", "succeeded")
+        # recovered, not merely reconnected: every step shown exactly once (the ones fired while the
+        # page was away were replayed)
+        steps = page.locator('#events li[data-type="task.progress"]').evaluate_all(
+            "els => els.map(e => JSON.parse(e.textContent.slice('task.progress'.length)))"
+        )
+        mine = sorted(ev["step"] for ev in steps if ev.get("task_id") == body["task_id"])
+        assert mine == list(range(31)), mine
+        assert errors == [], errors
+    finally:
+        b.start()
+        b.wait_ready()
+        b.wait_bridge("connected")

@@ -7,11 +7,13 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from aifactory.constants import DEFAULT_CHANNEL, ENABLED_LINE
 from harness.app_servers import ServerSet, http_json
+from harness.redis_servers import wait_until
 from tests.server.conftest import REDIS_PASSWORD
 from tests.server.wsclient import EventClient
 
@@ -206,3 +208,23 @@ def test_no_log_ever_contains_a_token_or_the_redis_password(cluster: ServerSet, 
         assert REDIS_PASSWORD not in log
         assert "eyJ" not in log, "a JWT (base64 of '{\"') leaked into the log"
     assert all(client.ws.request is not None for client in audience.everyone)  # they all carried ?token=
+
+
+async def test_get_api_tasks_lists_the_callers_tasks_from_any_replica(cluster: ServerSet) -> None:
+    """A task started on replica 1 is listed, with its progress, by replica 3; only for its owner."""
+    a, c = cluster[0], cluster[2]
+    owner = cluster.token("task-owner", org="org-tasks")
+    status, body = http_json("POST", a.http + "/api/tasks", {"steps": 2, "interval": 0}, token=owner)
+    assert status == 202
+    task_id = body["task_id"]
+
+    def listed() -> list[dict[str, Any]]:
+        status, body = http_json("GET", c.http + "/api/tasks", token=owner)
+        assert status == 200
+        return [t for t in body["tasks"] if t["task_id"] == task_id]
+
+    wait_until(lambda: bool(listed()) and listed()[0].get("status") == "succeeded", "the task record")
+    assert listed()[0]["percent"] == 100
+    other = cluster.token("someone-else", org="org-tasks")
+    assert http_json("GET", c.http + "/api/tasks", token=other)[1] == {"tasks": []}
+    assert http_json("GET", c.http + "/api/tasks")[0] == 401

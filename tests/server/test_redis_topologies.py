@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -83,7 +84,16 @@ async def test_three_master_cluster_carries_fanout(redis_cluster: ClusterSetup, 
             assert status == 202
             for client in clients:
                 await client.wait_marker(marker)
-        for client in clients:
+        # recovery on a Cluster: resume on replica 3 from the first marker's offset replays the other two
+        first = clients[0].offsets[0]
+        assert first is not None
+        resumed = await EventClient.connect(
+            servers[2].ws_url(token=servers.token("alice", "org-a")) + "&since=" + quote(first), "resumed"
+        )
+        assert resumed.hello["recovered"] is True and resumed.hello["replayed"] == 2
+        await resumed.wait_for(lambda f: "marker" in f, count=2)
+        assert [f["marker"] for f in resumed.frames] == [f["marker"] for f in clients[0].frames[1:]]
+        for client in [*clients, resumed]:
             await client.close()
     finally:
         servers.stop()

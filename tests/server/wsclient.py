@@ -25,7 +25,8 @@ class EventClient:
         self.ws = ws
         self.hello = hello
         self.label = label
-        self.frames: list[dict[str, Any]] = []
+        self.frames: list[dict[str, Any]] = []  # without `_offset` (the event's own keys, as posted)
+        self.offsets: list[str | None] = []  # each frame's `_offset` (recovery on) or None
         self._changed = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
@@ -40,7 +41,9 @@ class EventClient:
         with contextlib.suppress(ConnectionClosed):
             async for message in self.ws:
                 async with self._changed:
-                    self.frames.append(json.loads(message))
+                    frame = json.loads(message)
+                    self.offsets.append(frame.pop("_offset", None))
+                    self.frames.append(frame)
                     self._changed.notify_all()
         async with self._changed:
             self._changed.notify_all()

@@ -11,6 +11,7 @@ from validator.model import Finding, Loc, Positions
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
     Emit = Callable[..., Finding]  # Rule.finding bound to the running rule
 
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 class Context:
     """Merged values plus where each was written, and which paths the user (not the chart) set."""
 
-    def __init__(self, values: dict, positions: Positions, user_paths: set[tuple]) -> None:
+    def __init__(
+        self, values: dict[str, Any], positions: Positions, user_paths: set[tuple[str | int, ...]]
+    ) -> None:
         self.values = values
         self.positions = positions
         self.user_paths = user_paths
@@ -34,7 +37,7 @@ class Context:
                 return None
         return node
 
-    def mapping(self, *path: str) -> dict:
+    def mapping(self, *path: str) -> dict[str, Any]:
         value = self.get(*path)
         return value if isinstance(value, dict) else {}
 
@@ -88,7 +91,9 @@ class Rule:
 
     __slots__ = ("check", "id", "severity", "summary")
 
-    def __init__(self, rule_id: str, severity: str, summary: str, check: Callable) -> None:
+    def __init__(
+        self, rule_id: str, severity: str, summary: str, check: Callable[..., Iterator[Finding]]
+    ) -> None:
         self.id = rule_id
         self.severity = severity
         self.summary = summary
@@ -107,10 +112,10 @@ class Rule:
 REGISTERED: list[Rule] = []  # in definition order; validator.rules orders them by topic
 
 
-def rule(rule_id: str, severity: str, summary: str) -> Callable[[Callable], Rule]:
+def rule(rule_id: str, severity: str, summary: str) -> Callable[[Callable[..., Any]], Rule]:
     """Register `check(ctx, finding)` as a rule; the module-level name becomes the (callable) Rule."""
 
-    def register(check: Callable) -> Rule:
+    def register(check: Callable[..., Any]) -> Rule:
         item = Rule(rule_id, severity, summary, check)
         REGISTERED.append(item)
         return item

@@ -10,6 +10,7 @@ from validator.rules.core import Context, rule, truthy
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
     from validator.rules.core import Emit
 
@@ -18,11 +19,11 @@ TRAEFIK_STICKY = "traefik.ingress.kubernetes.io/service.sticky"
 NGINX_AFFINITY_KEYS = ("affinity", "affinity-mode", "session-cookie-")
 
 
-def _nginx_affinity(annotations: dict) -> bool:
+def _nginx_affinity(annotations: dict[str, Any]) -> bool:
     return str(annotations.get(NGINX + "affinity", "")).lower() == "cookie"
 
 
-def _traefik_sticky(annotations: dict) -> bool:
+def _traefik_sticky(annotations: dict[str, Any]) -> bool:
     return str(annotations.get(TRAEFIK_STICKY + ".cookie", "")).lower() == "true"
 
 

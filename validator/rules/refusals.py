@@ -13,7 +13,15 @@ if TYPE_CHECKING:
 
     from validator.rules.core import Emit
 
-RESERVED_ENV = ("REDIS_URL", "REDIS_CHANNEL", "AIFACTORY_AUTH_SECRET", "PORT", "LOG_LEVEL")
+RESERVED_ENV = (
+    "REDIS_URL",
+    "REDIS_CHANNEL",
+    "AIFACTORY_AUTH_SECRET",
+    "PORT",
+    "LOG_LEVEL",
+    "AIFACTORY_HISTORY_SIZE",
+    "AIFACTORY_HISTORY_TTL",
+)
 
 
 @rule("redis-source-missing", ERROR, "redis.enabled=true with neither redis.url nor redis.externalSecretName")
@@ -89,10 +97,10 @@ def extra_env_reserved(ctx: Context, finding: Emit) -> Iterator[Finding]:
             continue
         where = ".".join(prefix)
         for i, item in enumerate(env):
-            name = item.get("name") if isinstance(item, dict) else None
-            if isinstance(name, str) and name in RESERVED_ENV:
+            env_name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(env_name, str) and env_name in RESERVED_ENV:
                 yield finding(
-                    f"{where} sets {name}, which the chart manages itself; the chart refuses to render",
+                    f"{where} sets {env_name}, which the chart manages itself; the chart refuses to render",
                     "remove it from extraEnv and use redis.externalSecretName / redis.url / redis.channel / "
                     "auth.existingSecret / server.logLevel instead",
                     f"{where}[{i}].name",

@@ -10,6 +10,7 @@ from validator.rules.core import Context, rule, truthy
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
     from validator.rules.core import Emit
 
@@ -41,7 +42,7 @@ def _tier_max_replicas(ctx: Context, tier: object) -> int:
     return go_int(tier_values(ctx, tier, "replicaCount"))
 
 
-def _routes(ctx: Context) -> list[dict]:
+def _routes(ctx: Context) -> list[dict[str, Any]]:
     routes = ctx.get("tierRoutes")
     return [r for r in routes if isinstance(r, dict)] if isinstance(routes, list) else []
 
