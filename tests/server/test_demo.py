@@ -30,6 +30,7 @@ def test_demo_shows_every_scope_crossing_replicas_and_stops_what_it_started() ->
         "org:org-b    -> carol              OK",
     ):
         assert line in out
+    assert "hello recovered=True replayed=2 -> demo.missed.1, demo.missed.2" in out
     assert "Deployment aifactory-ui: replicas=3" in out and "Deployment aifactory-agents: replicas=HPA" in out
     assert "/api/tasks -> aifactory-agents" in out and "/ws/events -> aifactory-ui" in out
     assert out.rstrip().endswith("== Stopping everything the demo started")
