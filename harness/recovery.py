@@ -114,6 +114,7 @@ class Firer:
     audiences: list[tuple[str, str | None]]
     rate: float = 100.0
     accepted: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    origins: dict[int, str] = field(default_factory=dict)  # n -> the replica that accepted it
     refused: int = 0
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -147,6 +148,7 @@ class Firer:
             ) as resp:
                 if resp.status == 202:
                     self.accepted[n] = (scope, target)
+                    self.origins[n] = (await resp.json()).get("replica", "")
                 else:
                     self.refused += 1
         except (aiohttp.ClientError, OSError, TimeoutError):
