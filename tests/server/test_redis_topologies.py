@@ -51,8 +51,12 @@ async def test_fanout_survives_losing_the_sentinel_master(tmp_path: Path) -> Non
             sentinel.server_on(old).stop()
             wait_until(lambda: sentinel.master_port() != old, "the sentinels to promote the replica")
             await fan_out_recovers(servers, far)
-            for server in servers:
-                assert server.readyz()[1]["bridge"] == "connected"
+            # After a failover the publisher may drop one stale link to the dead master and reconnect
+            # once more: the bridge must settle on "connected", not merely pass through it.
+            wait_until(
+                lambda: all(server.readyz()[1]["bridge"] == "connected" for server in servers),
+                "every replica's bridge to settle on connected after the failover",
+            )
             await far.close()
         finally:
             servers.stop()
